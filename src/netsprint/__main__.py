@@ -1,0 +1,5 @@
+import sys
+
+from netsprint.cli import main
+
+sys.exit(main())

@@ -1,0 +1,70 @@
+"""Test tiers and the REQUIRE_ALL rule.
+
+Tiers are pytest markers (see pyproject.toml). A test that cannot run here skips with the
+reason; with NETSPRINT_REQUIRE_ALL=1 (set by .ci/run) every skip becomes a failure, so a
+missing install step cannot hide behind a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+REQUIRE_ALL = os.environ.get("NETSPRINT_REQUIRE_ALL") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"NETSPRINT_REQUIRE_ALL=1 turns this skip into a failure: {reason}"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def have_bcc() -> bool:
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def have_netns() -> bool:
+    if not is_root() or shutil.which("ip") is None:
+        return False
+    return subprocess.run(["ip", "netns", "list"], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def needs_root():
+    if not is_root():
+        pytest.skip("needs root (run `sudo make test`)")
+
+
+@pytest.fixture
+def needs_bcc(needs_root):
+    if not have_bcc():
+        pytest.skip("bcc is not importable: run `make test` (scripts/provision.sh installs python3-bpfcc)")
+
+
+@pytest.fixture
+def needs_netns(needs_root):
+    if not have_netns():
+        pytest.skip("network namespaces unavailable: install iproute2 and run as root")
+
+
+def needs_tool(name: str, package: str):
+    """Skip (or, under REQUIRE_ALL, fail) when an external program is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"`{name}` not found: scripts/provision.sh installs Debian's `{package}`")
+    return path
