@@ -1,0 +1,56 @@
+"""Autograde one notebook in a prepared temporary course (run as a child process).
+
+`python -m netsprint.course.autograde_worker COURSE WEEK NOTEBOOK [--cell-timeout S]`
+
+The grader runs each notebook in its own process so that a notebook that hangs its kernel
+can be stopped from outside without losing the other notebooks' grades.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from netsprint.course.nbconfig import LEARNER, course_config
+from netsprint.course.timeouts import cell_timeout as requested_or_default
+from netsprint.course.workspace import ensure_venv_on_path, run_quietly
+from netsprint.errors import CourseError
+
+
+def autograde(course_dir: Path, week: str, notebook_id: str, cell_timeout: int | None) -> None:
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+
+    config = course_config(course_dir)
+    if cell_timeout:
+        # A cap on every cell's limit (tests use it to see a hung cell reported quickly).
+        config.Execute.timeout_func = lambda cell: min(requested_or_default(cell), cell_timeout)
+    coursedir = CourseDirectory(config=config)
+    coursedir.assignment_id = week
+    coursedir.student_id = LEARNER
+    coursedir.notebook_id = notebook_id
+    app = Autograde(coursedir=coursedir, config=config)
+    app.force = True
+    app.create_student = True
+    run_quietly(app, f"grading {week}/{notebook_id}.ipynb")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("course_dir", type=Path)
+    parser.add_argument("week")
+    parser.add_argument("notebook_id")
+    parser.add_argument("--cell-timeout", type=int, default=None)
+    args = parser.parse_args(argv)
+    ensure_venv_on_path()
+    try:
+        autograde(args.course_dir, args.week, args.notebook_id, args.cell_timeout)
+    except CourseError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""`netsprint grade`: autograde the learner's notebooks against the hidden tests.
+
+Everything runs in a temporary nbgrader course built from solutions/ (which holds the hidden
+tests); the learner's notebooks are copied in as a submission and never modified. Each
+notebook is graded in its own child process with a wall-clock limit, so a notebook that
+hangs its kernel is reported and grading goes on. Results go to .netsprint/grades.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from netsprint.course.nbconfig import LEARNER
+from netsprint.course.paths import CourseRoot, read_json, week_number, write_json
+from netsprint.course.timeouts import cell_timeout
+from netsprint.course.workspace import (
+    IGNORED, generate_release, submission_dir, temporary_course,
+)
+from netsprint.errors import CourseError
+
+GRADES_VERSION = 1
+NOTEBOOK_MARGIN_SECONDS = 60  # kernel start-up and nbgrader's own work, beyond the cells
+
+
+@dataclass
+class CellResult:
+    name: str
+    score: float
+    max_score: float
+    message: str = ""
+
+
+@dataclass
+class NotebookResult:
+    week: str
+    notebook: str
+    score: float
+    max_score: float
+    cells: list[CellResult] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.week}/{self.notebook}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """`cell` caps every cell's timeout; `notebook` caps a whole notebook (None: derived)."""
+
+    cell: int | None = None
+    notebook: float | None = None
+
+
+def grade(course: CourseRoot, weeks: list[str], notebooks: Path, limits: Limits = Limits(),
+          progress: Progress | None = None) -> list[NotebookResult]:
+    results: list[NotebookResult] = []
+    with temporary_course(course, weeks) as tmp:
+        jobs = [(week, name) for week in weeks for name in source_notebooks(tmp, week)]
+        task = progress.add_task("grading", total=len(jobs)) if progress else None
+        for week in weeks:
+            generate_release(tmp, week)
+            copy_submission(notebooks / week, submission_dir(tmp, week))
+            for name in source_notebooks(tmp, week):
+                if progress:
+                    progress.update(task, description=f"grading {week}/{name}")
+                results.append(grade_notebook(tmp, week, name, limits))
+                if progress:
+                    progress.advance(task)
+    return results
+
+
+def source_notebooks(tmp: Path, week: str) -> list[str]:
+    return sorted(p.name for p in (tmp / "solutions" / week).glob("*.ipynb"))
+
+
+def copy_submission(learner_week: Path, dest: Path) -> None:
+    if learner_week.is_dir():
+        shutil.copytree(learner_week, dest, ignore=IGNORED)
+    else:
+        dest.mkdir(parents=True)
+
+
+def grade_notebook(tmp: Path, week: str, name: str, limits: Limits) -> NotebookResult:
+    started = time.monotonic()
+    notebook_id = name.removesuffix(".ipynb")
+    max_score, cell_names = graded_cells(tmp / "solutions" / week / name)
+    submitted = submission_dir(tmp, week) / name
+    if not submitted.exists():
+        return NotebookResult(week, name, 0.0, max_score, error=(
+            f"{week}/{name} is missing from your notebooks: `netsprint release {week}` "
+            "brings back a fresh copy"))
+    wall = limits.notebook or notebook_budget(tmp / "solutions" / week / name, limits.cell)
+    error = run_worker(tmp, week, notebook_id, limits.cell, wall)
+    result = read_result(tmp, week, name, max_score, cell_names)
+    if error:
+        result.error = error
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def graded_cells(source: Path) -> tuple[float, list[str]]:
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    cells = [c["metadata"]["nbgrader"] for c in nb["cells"]
+             if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    return float(sum(c.get("points", 0) for c in cells)), [c["grade_id"] for c in cells]
+
+
+def notebook_budget(source: Path, cap: int | None) -> float:
+    nb = json.loads(source.read_text(encoding="utf-8"))
+    per_cell = [cell_timeout(c) for c in nb["cells"] if c["cell_type"] == "code"]
+    if cap:
+        per_cell = [min(t, cap) for t in per_cell]
+    return sum(per_cell) + NOTEBOOK_MARGIN_SECONDS
+
+
+def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
+               wall: float) -> str | None:
+    """Run the autograde worker; returns an error message, or None when it finished."""
+    cmd = [sys.executable, "-m", "netsprint.course.autograde_worker", str(tmp), week, notebook_id]
+    if cap:
+        cmd += ["--cell-timeout", str(cap)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=tmp)
+    try:
+        _, stderr = proc.communicate(timeout=wall)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        return (f"did not finish within {wall:.0f} s and was stopped: look for a loop that "
+                "never ends or a cell that waits forever, then run the notebook yourself")
+    if proc.returncode != 0:
+        return stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {proc.returncode}"
+    return None
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants (Jupyter starts kernels in their own session,
+    so killing the worker's process group alone would leave a spinning kernel behind)."""
+    for victim in [pid, *descendants(pid)]:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def read_result(tmp: Path, week: str, name: str, max_score: float,
+                cell_names: list[str]) -> NotebookResult:
+    """Scores from nbgrader's gradebook, messages from the autograded notebook's outputs."""
+    autograded = tmp / "autograded" / LEARNER / week / name
+    if not autograded.exists():
+        return NotebookResult(week, name, 0.0, max_score, error="not graded")
+    messages = failure_messages(autograded)
+    scores = gradebook_scores(tmp, week, name.removesuffix(".ipynb"))
+    cells = [CellResult(cell, *scores.get(cell, (0.0, 0.0)), messages.get(cell, ""))
+             for cell in cell_names]
+    return NotebookResult(week, name, sum(c.score for c in cells), max_score, cells)
+
+
+def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[float, float]]:
+    from nbgrader.api import Gradebook
+
+    from netsprint.course.nbconfig import COURSE_ID
+
+    with Gradebook(f"sqlite:///{tmp / '.netsprint' / 'gradebook.db'}", COURSE_ID) as gb:
+        submission = gb.find_submission_notebook(notebook_id, week, LEARNER)
+        return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in submission.grades}
+
+
+def failure_messages(notebook: Path) -> dict[str, str]:
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    messages = {}
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if meta.get("grade") and errors:
+            messages[meta["grade_id"]] = f"{errors[-1]['ename']}: {errors[-1]['evalue']}".strip()
+    return messages
+
+
+def record(course: CourseRoot, results: list[NotebookResult]) -> None:
+    book = read_json(course.grades_file, {"version": GRADES_VERSION, "notebooks": {}})
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for r in results:
+        entry = asdict(r)
+        entry["graded_at"] = now
+        book["notebooks"][r.key] = entry
+    write_json(course.grades_file, book)
+
+
+def render(results: list[NotebookResult], console: Console) -> None:
+    table = Table(title="netsprint grade")
+    for column in ("notebook", "score", "result"):
+        table.add_column(column)
+    for r in results:
+        verdict = ("[red]" + r.error + "[/red]") if r.error else (
+            "[green]full marks[/green]" if r.score == r.max_score else
+            f"{sum(c.score < c.max_score for c in r.cells)} test cell(s) failing")
+        table.add_row(r.key, f"{r.score:g}/{r.max_score:g}", verdict)
+    console.print(table)
+    for r in results:
+        for c in r.cells:
+            if c.score < c.max_score:
+                console.print(f"  {r.key} [bold]{c.name}[/bold] {c.score:g}/{c.max_score:g}: "
+                              f"{c.message or 'no error recorded (did the cell run?)'}")
+
+
+def select_weeks(course: CourseRoot, weeks: list[str]) -> list[str]:
+    for week in weeks:
+        week_number(week)
+    return sorted(set(weeks)) if weeks else course.weeks()
+
+
+def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
+         root: Path | None = None, limits: Limits = Limits()) -> int:
+    course = CourseRoot.find(root)
+    selected = select_weeks(course, weeks)
+    folder = (notebooks or course.notebooks).resolve()
+    if not folder.is_dir():
+        raise CourseError(f"no notebooks folder at {folder}")
+    console = Console(stderr=as_json)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
+                  transient=True) as progress:
+        results = grade(course, selected, folder, limits, progress)
+    record(course, results)
+    if as_json:
+        print(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
+    else:
+        render(results, console)
+        console.print("Scores saved to .netsprint/grades.json; `netsprint progress` shows the plan.")
+    return 0
