@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,14 +25,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from netsprint.course.nbconfig import LEARNER
-from netsprint.course.paths import CourseRoot, read_json, week_number, write_json
+from netsprint.course.paths import GRADES_VERSION, CourseRoot, read_json, week_number, write_json
 from netsprint.course.timeouts import cell_timeout
 from netsprint.course.workspace import (
     IGNORED, generate_release, submission_dir, temporary_course,
 )
 from netsprint.errors import CourseError
 
-GRADES_VERSION = 1
 NOTEBOOK_MARGIN_SECONDS = 60  # kernel start-up and nbgrader's own work, beyond the cells
 
 
@@ -52,6 +52,7 @@ class NotebookResult:
     cells: list[CellResult] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    stopped_cells: list[str] = field(default_factory=list)  # cells stopped at their time limit
 
     @property
     def key(self) -> str:
@@ -141,11 +142,27 @@ def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         proc.communicate()
-        return (f"did not finish within {wall:.0f} s and was stopped: look for a loop that "
-                "never ends or a cell that waits forever, then run the notebook yourself")
+        return (f"did not finish within its time limit ({wall:.0f} s) and was stopped: look "
+                "for a loop that never ends or a cell that waits forever")
     if proc.returncode != 0:
-        return stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {proc.returncode}"
+        return worker_failure(stderr) or f"grading failed (exit {proc.returncode})"
     return None
+
+
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception): .+")
+
+
+def worker_failure(stderr: str) -> str | None:
+    """One sentence from a failed worker's traceback-laden log."""
+    if "CellTimeoutError" in stderr:
+        return ("a cell did not finish within its time limit and ignored the interrupt, so "
+                "this notebook was stopped: look for a loop that never ends or one that "
+                "catches KeyboardInterrupt")
+    found = [line.strip() for line in stderr.splitlines() if _EXCEPTION_LINE.match(line.strip())]
+    if found:
+        return f"could not be graded: {found[-1]}"
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else None
 
 
 def kill_tree(pid: int) -> None:
@@ -180,11 +197,13 @@ def read_result(tmp: Path, week: str, name: str, max_score: float,
     autograded = tmp / "autograded" / LEARNER / week / name
     if not autograded.exists():
         return NotebookResult(week, name, 0.0, max_score, error="not graded")
-    messages = failure_messages(autograded)
+    nb = json.loads(autograded.read_text(encoding="utf-8"))
+    messages = failure_messages(nb)
     scores = gradebook_scores(tmp, week, name.removesuffix(".ipynb"))
     cells = [CellResult(cell, *scores.get(cell, (0.0, 0.0)), messages.get(cell, ""))
              for cell in cell_names]
-    return NotebookResult(week, name, sum(c.score for c in cells), max_score, cells)
+    return NotebookResult(week, name, sum(c.score for c in cells), max_score, cells,
+                          stopped_cells=timed_out_cells(nb))
 
 
 def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[float, float]]:
@@ -197,8 +216,14 @@ def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[
         return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in submission.grades}
 
 
-def failure_messages(notebook: Path) -> dict[str, str]:
-    nb = json.loads(notebook.read_text(encoding="utf-8"))
+def timed_out_cells(nb: dict) -> list[str]:
+    """Cells nbclient interrupted at their time limit, by grade_id or cell id."""
+    return [cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
+            for cell in nb["cells"]
+            if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))]
+
+
+def failure_messages(nb: dict) -> dict[str, str]:
     messages = {}
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -229,6 +254,9 @@ def render(results: list[NotebookResult], console: Console) -> None:
         table.add_row(r.key, f"{r.score:g}/{r.max_score:g}", verdict)
     console.print(table)
     for r in results:
+        for cell in r.stopped_cells:
+            console.print(f"  {r.key} [bold]{cell}[/bold] was stopped at its time limit: "
+                          "a loop that never ends, or a wait for something that never comes?")
         for c in r.cells:
             if c.score < c.max_score:
                 console.print(f"  {r.key} [bold]{c.name}[/bold] {c.score:g}/{c.max_score:g}: "

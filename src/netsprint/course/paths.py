@@ -14,6 +14,7 @@ from typing import Any
 
 from netsprint.errors import CourseError
 
+GRADES_VERSION = 1  # the format of .netsprint/grades.json
 WEEK_PATTERN = re.compile(r"^week(\d\d)$")
 
 
