@@ -60,11 +60,14 @@ def test_release_keeps_a_learner_edit_unless_forced(tmp_path):
     assert release.main(["week00"], root=tmp_path) == 0  # records what it released
     learner_copy.write_text(learner_copy.read_text().replace("YOUR CODE HERE", "my work"))
     edited = learner_copy.read_bytes()
+
+    assert release.main(["week00"], root=tmp_path) == 0, "nothing new: keep the work quietly"
+    assert learner_copy.read_bytes() == edited
+
     source = course.solutions / "week00" / "00-orientation.ipynb"
     nb = nbformat.read(source, 4)
     nb.cells[0].source += "\n\nA new paragraph in the solution."
     nbformat.write(nb, source)
-
     assert release.main(["week00"], root=tmp_path) == 1
     assert learner_copy.read_bytes() == edited, "an edited notebook was overwritten"
 
@@ -160,7 +163,7 @@ def tiny_course(tmp_path):
     answer = "def answer():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION\n"
     for name in ("a-hangs", "b-fine", "c-spins"):
         nbformat.write(graded_notebook(answer, "assert answer() == 42"), week / f"{name}.ipynb")
-    learner = tmp_path / "learner" / "week00"
+    learner = tmp_path / "notebooks" / "week00"
     learner.mkdir(parents=True)
     for name in ("a-hangs", "b-fine", "c-spins"):
         shutil.copy(week / f"{name}.ipynb", learner / f"{name}.ipynb")
@@ -169,7 +172,7 @@ def tiny_course(tmp_path):
 
 def write_learner(course: Path, name: str, solution: str) -> bytes:
     nb = graded_notebook(solution, "assert answer() == 42")
-    path = course / "learner" / "week00" / f"{name}.ipynb"
+    path = course / "notebooks" / "week00" / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path.read_bytes()
 
@@ -181,23 +184,23 @@ def test_infinite_loops_are_reported_and_grading_goes_on(tiny_course):
                           "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
                           "    except KeyboardInterrupt:\n        pass\n")
     results = {r.notebook: r for r in grading.grade(
-        CourseRoot(tiny_course), ["week00"], tiny_course / "learner", Limits(cell=3, notebook=40))}
+        CourseRoot(tiny_course), ["week00"], tiny_course / "notebooks", Limits(cell=3, notebook=40))}
 
     a = results["a-hangs.ipynb"]
     assert a.score == 0 and a.stopped_cells == ["answer"], a
     assert results["b-fine.ipynb"].score == 1, results["b-fine.ipynb"]
     c = results["c-spins.ipynb"]
     assert c.score == 0 and c.error and "time limit" in c.error, c
-    learner = tiny_course / "learner" / "week00"
+    learner = tiny_course / "notebooks" / "week00"
     assert (learner / "a-hangs.ipynb").read_bytes() == hangs
     assert (learner / "c-spins.ipynb").read_bytes() == spins
 
 
 def test_syntax_errors_and_corrupt_files_get_a_clear_report(tiny_course):
     write_learner(tiny_course, "a-hangs", "def answer(:\n    return 42\n")
-    (tiny_course / "learner" / "week00" / "c-spins.ipynb").write_text("{ not json")
+    (tiny_course / "notebooks" / "week00" / "c-spins.ipynb").write_text("{ not json")
     results = {r.notebook: r for r in grading.grade(
-        CourseRoot(tiny_course), ["week00"], tiny_course / "learner", Limits(cell=10))}
+        CourseRoot(tiny_course), ["week00"], tiny_course / "notebooks", Limits(cell=10))}
     assert results["a-hangs.ipynb"].score == 0
     assert results["a-hangs.ipynb"].cells[0].message.startswith("NameError"), results
     assert results["b-fine.ipynb"].score == 1
@@ -205,9 +208,14 @@ def test_syntax_errors_and_corrupt_files_get_a_clear_report(tiny_course):
 
 
 def test_grade_records_results_in_the_git_ignored_gradebook(tiny_course):
-    assert grading.main(["week00"], notebooks=tiny_course / "learner", as_json=True,
-                        root=tiny_course, limits=Limits(cell=10)) == 0
-    book = json.loads((tiny_course / ".netsprint" / "grades.json").read_text())
-    entry = book["notebooks"]["week00/b-fine.ipynb"]
+    grades = tiny_course / ".netsprint" / "grades.json"
+    elsewhere = tiny_course / "scratch"
+    shutil.copytree(tiny_course / "notebooks", elsewhere)
+    assert grading.main(["week00"], notebooks=elsewhere, as_json=True, root=tiny_course,
+                        limits=Limits(cell=10)) == 0
+    assert not grades.exists(), "grading a scratch folder must not overwrite the gradebook"
+
+    assert grading.main(["week00"], as_json=True, root=tiny_course, limits=Limits(cell=10)) == 0
+    entry = json.loads(grades.read_text())["notebooks"]["week00/b-fine.ipynb"]
     assert entry["score"] == 1.0 and entry["max_score"] == 1.0 and entry["graded_at"]
     assert ".netsprint/" in (REPO / ".gitignore").read_text().split()

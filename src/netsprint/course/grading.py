@@ -144,6 +144,12 @@ def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
         proc.communicate()
         return (f"did not finish within its time limit ({wall:.0f} s) and was stopped: look "
                 "for a loop that never ends or a cell that waits forever")
+    except BaseException:
+        # Ctrl-C or any other exit: the worker runs in its own session, so it (and its
+        # kernel) would outlive us in a deleted temporary folder.
+        kill_tree(proc.pid)
+        proc.wait()
+        raise
     if proc.returncode != 0:
         return worker_failure(stderr) or f"grading failed (exit {proc.returncode})"
     return None
@@ -281,10 +287,15 @@ def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
                   "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
                   transient=True) as progress:
         results = grade(course, selected, folder, limits, progress)
-    record(course, results)
+    if folder == course.notebooks.resolve():
+        record(course, results)
     if as_json:
         print(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
     else:
         render(results, console)
-        console.print("Scores saved to .netsprint/grades.json; `netsprint progress` shows the plan.")
+        if folder == course.notebooks.resolve():
+            console.print("Scores saved to .netsprint/grades.json; `netsprint progress` shows "
+                          "the plan.")
+        else:
+            console.print(f"Not recorded: {folder} is not the workbook's notebooks/ folder.")
     return 0

@@ -4,22 +4,24 @@ nbgrader runs in a temporary course directory, so its `--force` (which deletes t
 folder) never touches notebooks/. A release notebook the learner has edited is never
 overwritten without --force, and then a backup is kept in .netsprint/backups/.
 
-A notebook counts as unedited when it equals the last release written here (hashes in
-.netsprint/release-manifest.json) or the version committed in git.
+`notebooks/.release-manifest.json` (committed) holds the hash of every released file. A
+notebook whose hash is still in it is unedited and is replaced by a newer release; an edited
+one is the learner's work: kept when the release did not change, and never overwritten
+without --force when it did.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
 
-from netsprint.course.paths import CourseRoot, read_json, week_number, write_json
+from netsprint.course.paths import CourseRoot, read_json, week_number
 from netsprint.course.workspace import generate_release, temporary_course
 
 console = Console(stderr=False, highlight=False)
@@ -61,16 +63,17 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def committed_unchanged(path: Path, repo: Path) -> bool:
-    """True when git tracks `path` and it has no uncommitted change."""
-    try:
-        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=repo,
-                                 capture_output=True).returncode == 0
-        clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", str(path)], cwd=repo,
-                               capture_output=True).returncode == 0
-    except FileNotFoundError:
-        return False
-    return tracked and clean
+MANIFEST = ".release-manifest.json"
+
+
+def manifest_path(course: CourseRoot) -> Path:
+    return course.notebooks / MANIFEST
+
+
+def write_manifest(path: Path, manifest: dict[str, str]) -> None:
+    # Sorted and stable: the file is committed and checked by `release --check`.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
 
 
 class Releaser:
@@ -79,29 +82,33 @@ class Releaser:
     def __init__(self, course: CourseRoot, force: bool) -> None:
         self.course = course
         self.force = force
-        self.manifest_path = course.state_dir / "release-manifest.json"
+        self.manifest_path = manifest_path(course)
         self.manifest: dict[str, str] = read_json(self.manifest_path, {})
         self.stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.written = 0
+        self.kept: list[str] = []
         self.refused: list[str] = []
         self.backups: list[Path] = []
-
-    def unedited(self, rel: str, path: Path) -> bool:
-        return (self.manifest.get(rel) == sha256(path.read_bytes())
-                or committed_unchanged(path, self.course.root))
 
     def write(self, week: str, diff: WeekDiff, generated: dict[str, bytes]) -> None:
         target = self.course.notebooks / week
         for name in diff.new + diff.changed:
-            rel, path = f"{week}/{name}", target / name
-            if path.exists() and not self.unedited(rel, path):
+            rel, path, fresh = f"{week}/{name}", target / name, sha256(generated[name])
+            released_before = self.manifest.get(rel)
+            if path.exists() and released_before != sha256(path.read_bytes()):
+                if released_before == fresh:  # the learner's work, and nothing new to bring
+                    self.kept.append(rel)
+                    continue
                 if not self.force:
                     self.refused.append(rel)
                     continue
                 self.backup(rel, path)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(generated[name])
+            self.manifest[rel] = fresh
+            self.written += 1
         for name, data in generated.items():
-            if f"{week}/{name}" not in self.refused:
+            if name not in diff.new + diff.changed:
                 self.manifest[f"{week}/{name}"] = sha256(data)
 
     def backup(self, rel: str, path: Path) -> None:
@@ -111,7 +118,7 @@ class Releaser:
         self.backups.append(dest)
 
     def save(self) -> None:
-        write_json(self.manifest_path, self.manifest)
+        write_manifest(self.manifest_path, self.manifest)
 
 
 def generate_all(course: CourseRoot, weeks: list[str]) -> dict[str, dict[str, bytes]]:
@@ -121,11 +128,15 @@ def generate_all(course: CourseRoot, weeks: list[str]) -> dict[str, dict[str, by
 
 def check_release(course: CourseRoot, weeks: list[str]) -> int:
     out_of_sync = []
+    manifest = read_json(manifest_path(course), {})
     for week, generated in generate_all(course, weeks).items():
         diff = compare(week, generated, course.notebooks / week)
         for label, names in (("missing", diff.new), ("differs", diff.changed),
                              ("not in the release", diff.extra)):
             out_of_sync += [f"notebooks/{week}/{n}: {label}" for n in names]
+        recorded = {k: v for k, v in manifest.items() if k.startswith(f"{week}/")}
+        if recorded != {f"{week}/{n}": sha256(d) for n, d in generated.items()}:
+            out_of_sync.append(f"notebooks/{MANIFEST}: stale for {week}")
     if out_of_sync:
         console.print("[red]notebooks/ is out of sync with solutions/:[/red]")
         for line in out_of_sync:
@@ -140,12 +151,14 @@ def run_release(course: CourseRoot, weeks: list[str], force: bool) -> int:
     releaser = Releaser(course, force)
     for week, generated in generate_all(course, weeks).items():
         diff = compare(week, generated, course.notebooks / week)
+        before = releaser.written
         releaser.write(week, diff, generated)
-        written = len(diff.new) + len(diff.changed)
-        console.print(f"{week}: {written} file(s) written, {len(generated) - written} unchanged")
+        console.print(f"{week}: {releaser.written - before} file(s) written")
         for name in diff.extra:
             console.print(f"  [yellow]kept[/yellow] notebooks/{week}/{name} (not in the release)")
     releaser.save()
+    if releaser.kept:
+        console.print("kept your work (no newer release of it): " + ", ".join(releaser.kept))
     for path in releaser.backups:
         console.print(f"[yellow]backed up your edited copy to[/yellow] {path}")
     if releaser.refused:
