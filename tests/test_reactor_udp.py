@@ -1,0 +1,107 @@
+"""UdpSocket: round trip, ICMP port unreachable as error_received, the bounded send queue."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from netsprint.errors import ReactorError
+from netsprint.reactor import WRITABLE, DatagramProtocol, EventLoop, UdpSocket
+
+pytestmark = pytest.mark.net
+
+HOST = "127.0.0.1"
+
+
+class Recorder(DatagramProtocol):
+    def __init__(self, echo: bool = False) -> None:
+        self.echo = echo
+        self.transport = None
+        self.datagrams: list[tuple[bytes, tuple]] = []
+        self.errors: list[OSError] = []
+        self.lost: list[BaseException | None] = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.datagrams.append((data, addr))
+        if self.echo:
+            self.transport.sendto(data.upper(), addr)
+
+    def error_received(self, exc):
+        self.errors.append(exc)
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+@pytest.fixture
+def loop():
+    with EventLoop() as lp:
+        yield lp
+
+
+def closed_udp_port() -> int:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((HOST, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def test_round_trip_keeps_datagram_boundaries(loop):
+    server_proto, client_proto = Recorder(echo=True), Recorder()
+    with UdpSocket(loop, (HOST, 0), server_proto) as server, \
+            UdpSocket(loop, (HOST, 0), client_proto) as client:
+        for word in (b"one", b"two", b"three"):
+            client.sendto(word, server.sockname)
+        loop.run_until(lambda: len(client_proto.datagrams) == 3, timeout=5)
+        assert [d for d, _ in client_proto.datagrams] == [b"ONE", b"TWO", b"THREE"]
+        assert {a for _, a in client_proto.datagrams} == {server.sockname}
+        assert {a for _, a in server_proto.datagrams} == {client.sockname}
+        assert client.datagrams_sent == 3 and server.datagrams_received == 3
+    loop.run_once(0)
+    assert server_proto.lost == [None] and client_proto.lost == [None]
+
+
+def test_icmp_port_unreachable_surfaces_as_error_received(loop):
+    proto = Recorder()
+    with UdpSocket(loop, (HOST, 0), proto, remote_addr=(HOST, closed_udp_port())) as sock:
+        sock.send(b"anyone there?")
+        loop.run_until(lambda: proto.errors, timeout=5)
+        assert isinstance(proto.errors[0], ConnectionRefusedError)
+        # The error was consumed; the socket still works (and keeps reporting).
+        sock.send(b"again?")
+        loop.run_until(lambda: len(proto.errors) == 2, timeout=5)
+
+
+def test_full_socket_buffer_queues_a_bounded_number_and_drains_on_writable(loop):
+    proto_a, proto_b = Recorder(), Recorder()
+    with UdpSocket(loop, (HOST, 0), proto_b) as receiver, \
+            UdpSocket(loop, (HOST, 0), proto_a, send_queue_max=3) as sender:
+        real_send = sender._send
+        sender._send = _raise_eagain  # the kernel buffer is "full"
+        for i in range(5):
+            sender.sendto(b"d%d" % i, receiver.sockname)
+        assert sender.queued_datagrams == 3
+        assert sender.dropped_datagrams == 2
+        assert loop.registered_events(sender._fd) & WRITABLE
+        sender._send = real_send  # room again: WRITABLE drains the queue in order
+        loop.run_until(lambda: len(proto_b.datagrams) == 3, timeout=5)
+        assert [d for d, _ in proto_b.datagrams] == [b"d0", b"d1", b"d2"]
+        assert sender.queued_datagrams == 0
+        assert not loop.registered_events(sender._fd) & WRITABLE
+
+
+def _raise_eagain(data, addr):
+    raise BlockingIOError(11, "Resource temporarily unavailable")
+
+
+def test_sendto_after_close_is_misuse(loop):
+    sock = UdpSocket(loop, (HOST, 0), Recorder())
+    sock.close()
+    sock.close()
+    with pytest.raises(ReactorError, match="closed"):
+        sock.sendto(b"x", (HOST, 9))
