@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -42,6 +43,19 @@ def have_netns() -> bool:
     if not is_root() or shutil.which("ip") is None:
         return False
     return subprocess.run(["ip", "netns", "list"], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def pair():
+    """A connected, non-blocking socket pair, closed after the test."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
 
 
 @pytest.fixture

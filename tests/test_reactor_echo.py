@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from netutil import echo
 
 pytestmark = pytest.mark.net
 
@@ -40,15 +41,6 @@ def echo_server(*args: str, python_code: str | None = None):
         proc.stderr.close()
 
 
-def echo(sock: socket.socket, message: bytes) -> bytes:
-    sock.sendall(message)
-    got = b""
-    while len(got) < len(message):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    return got
 
 
 @pytest.mark.parametrize("args", [(), ("--backend", "poll"), ("--backend", "select"),

@@ -53,16 +53,6 @@ def scripted():
         loop.close()
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 # -- the fd re-check -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+from netutil import echo
 
 from netsprint.errors import ReactorError
 from netsprint.reactor import EventLoop, MultiReactorServer
@@ -32,15 +33,6 @@ def multi_server():
         loop.close()
 
 
-def echo(sock: socket.socket, message: bytes) -> bytes:
-    sock.sendall(message)
-    got = b""
-    while len(got) < len(message):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    return got
 
 
 def test_clients_are_spread_round_robin_and_all_get_echoes(multi_server):

@@ -18,16 +18,6 @@ pytestmark = pytest.mark.net
 BACKENDS = ["epoll", "poll", "select"]
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 @pytest.fixture(params=BACKENDS)
