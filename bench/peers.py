@@ -1,0 +1,183 @@
+"""The echo servers under test, the C programs they need, and their processes.
+
+Owns: compiling bench/*.c into bench/build/, starting a server on a free port pinned to
+the server CPU, waiting until it listens, and stopping every process it started (by PID).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+BUILD = BENCH / "build"  # git-ignored
+
+# On a 2-core box the server and the load generator must not share a core: otherwise the
+# scheduler splits one core between them and the number measures the split, not the server.
+SERVER_CPU = 0
+LOADGEN_CPU = 1
+
+ALL = ("netsprint", "asyncio-protocol", "asyncio-streams", "uvloop-protocol", "c-epoll")
+
+
+class BenchError(Exception):
+    """A failure the user can act on: the message says what happened and what to do."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    what: str
+    argv: tuple[str, ...]  # "{host}" and "{port}" are filled in at start
+
+
+def peers(c_echo: Path) -> dict[str, Peer]:
+    py = sys.executable
+    asyncio_echo = str(BENCH / "asyncio_echo.py")
+    return {
+        p.name: p
+        for p in [
+            Peer("netsprint", "netsprint reactor (python -m netsprint echo-server)",
+                 (py, "-m", "netsprint", "echo-server", "--host", "{host}", "--port", "{port}")),
+            Peer("asyncio-protocol", "asyncio Protocol, transport.write in data_received",
+                 (py, asyncio_echo, "--api", "protocol", "--loop", "asyncio",
+                  "--host", "{host}", "--port", "{port}")),
+            Peer("asyncio-streams", "asyncio Streams, read / write / await drain",
+                 (py, asyncio_echo, "--api", "streams", "--loop", "asyncio",
+                  "--host", "{host}", "--port", "{port}")),
+            Peer("uvloop-protocol", "the same Protocol on uvloop",
+                 (py, asyncio_echo, "--api", "protocol", "--loop", "uvloop",
+                  "--host", "{host}", "--port", "{port}")),
+            Peer("c-epoll", "C epoll LT echo (bench/c_echo.c, gcc -O2): the ceiling",
+                 (str(c_echo), "{host}", "{port}")),
+        ]
+    }
+
+
+def compile_c(name: str) -> Path:
+    """gcc -O2 bench/NAME.c -> bench/build/NAME, skipped when the binary is newer."""
+    src, out = BENCH / f"{name}.c", BUILD / name
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise BenchError("gcc not found: the load generator and the C peer are compiled at "
+                         "run time. Install it (apt-get install gcc) and run again.")
+    BUILD.mkdir(exist_ok=True)
+    done = subprocess.run([gcc, "-O2", "-Wall", "-o", str(out), str(src)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"gcc failed on {src.name}:\n{done.stderr}")
+    return out
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Pin a started process. Done from here rather than in preexec_fn, which is unsafe once
+    threads run (rich's progress bar has one); the child is pinned long before it serves."""
+    if os.cpu_count() and os.cpu_count() > cpu:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def is_listening(port: int) -> bool:
+    """True once some socket LISTENs on `port` (read from /proc: no probe connection, so
+    the server's fd count and memory stay untouched before the idle measurement)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+@dataclass
+class Server:
+    peer: Peer
+    host: str
+    port: int
+    proc: subprocess.Popen
+    stderr: object = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far (all its threads)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stderr_text(self, limit: int = 4000) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()[-limit:].strip() or "(empty)"
+
+
+class Processes:
+    """Every process the benchmark starts, so a `finally` can stop them all by PID."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def spawn(self, argv: list[str], cpu: int, **kwargs) -> subprocess.Popen:
+        # A new session keeps Ctrl-C away from the children: the bench stops them itself,
+        # in order, instead of every server printing its own KeyboardInterrupt traceback.
+        proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+        self.procs.append(proc)
+        pin(proc.pid, cpu)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, grace: float = 3.0) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+
+    def start_server(self, peer: Peer, host: str, timeout: float) -> Server:
+        port = free_port(host)
+        argv = [a.format(host=host, port=port) for a in peer.argv]
+        err = tempfile.TemporaryFile("w+")
+        proc = self.spawn(argv, SERVER_CPU, stdout=subprocess.DEVNULL, stderr=err,
+                          cwd=BENCH.parent, text=True)
+        server = Server(peer, host, port, proc, err)
+        deadline = time.monotonic() + timeout
+        while not is_listening(port):
+            exited = proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                self.stop(proc)
+                state = (f"exited with status {proc.returncode}" if exited
+                         else f"did not listen on port {port} within {timeout:.0f} s")
+                raise BenchError(
+                    f"server {peer.name!r} {state}.\n  command: {' '.join(argv)}\n"
+                    f"  stderr:\n{server.stderr_text()}\n"
+                    f"Fix it, or leave it out: --servers "
+                    f"{','.join(n for n in ALL if n != peer.name)}")
+            time.sleep(0.02)
+        return server
+
