@@ -6,7 +6,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 
 from netsprint.course.grading import descendants, timed_out_cells, worker_failure
-from netsprint.course.nbconfig import DEFAULT_CELL_TIMEOUT
+from netsprint.course.timeouts import DEFAULT_CELL_TIMEOUT
 from netsprint.course.paths import CourseRoot, week_number
 from netsprint.course.preprocessors import StderrIsNotFailure
 from netsprint.course.timeouts import MAX_CELL_TIMEOUT, cell_timeout, requested_timeout

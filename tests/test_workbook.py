@@ -52,6 +52,7 @@ def test_release_check_names_a_solution_edited_without_release(tmp_path):
     result = netsprint("release", "--check", "--root", str(tmp_path))
     assert result.returncode == 1
     assert "notebooks/week00/00-orientation.ipynb: differs" in result.stdout
+    assert "notebooks/.release-manifest.json: stale for week00" in result.stdout
 
 
 def test_release_keeps_a_learner_edit_unless_forced(tmp_path):

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("progress", help="where you stand against the 26-week plan")
     p.add_argument("--start", help="the day you started week 1, YYYY-MM-DD (remembered)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--chart", type=Path, default=None, help="where to write the PNG chart")
+    p.add_argument("--chart", type=Path, default=None,
+                   help="where to write the PNG chart (default: .netsprint/progress.png)")
     course_root(p)
     p.set_defaults(handler=_cmd_progress)
 

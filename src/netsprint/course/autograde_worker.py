@@ -14,26 +14,19 @@ from pathlib import Path
 
 from netsprint.course.nbconfig import LEARNER, course_config
 from netsprint.course.timeouts import cell_timeout as requested_or_default
-from netsprint.course.workspace import ensure_venv_on_path, run_quietly
+from netsprint.course.workspace import ensure_venv_on_path, run_converter
 from netsprint.errors import CourseError
 
 
 def autograde(course_dir: Path, week: str, notebook_id: str, cell_timeout: int | None) -> None:
     from nbgrader.converters import Autograde
-    from nbgrader.coursedir import CourseDirectory
 
     config = course_config(course_dir)
     if cell_timeout:
         # A cap on every cell's limit (tests use it to see a hung cell reported quickly).
         config.Execute.timeout_func = lambda cell: min(requested_or_default(cell), cell_timeout)
-    coursedir = CourseDirectory(config=config)
-    coursedir.assignment_id = week
-    coursedir.student_id = LEARNER
-    coursedir.notebook_id = notebook_id
-    app = Autograde(coursedir=coursedir, config=config)
-    app.force = True
-    app.create_student = True
-    run_quietly(app, f"grading {week}/{notebook_id}.ipynb")
+    run_converter(Autograde, course_dir, f"grading {week}/{notebook_id}.ipynb", config,
+                  assignment_id=week, student_id=LEARNER, notebook_id=notebook_id)
 
 
 def main(argv: list[str] | None = None) -> int:

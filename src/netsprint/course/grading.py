@@ -98,35 +98,41 @@ def copy_submission(learner_week: Path, dest: Path) -> None:
 
 def grade_notebook(tmp: Path, week: str, name: str, limits: Limits) -> NotebookResult:
     started = time.monotonic()
-    notebook_id = name.removesuffix(".ipynb")
-    max_score, cell_names = graded_cells(tmp / "solutions" / week / name)
-    submitted = submission_dir(tmp, week) / name
-    if not submitted.exists():
-        return NotebookResult(week, name, 0.0, max_score, error=(
+    source = SourceNotebook.read(tmp / "solutions" / week / name)
+    if not (submission_dir(tmp, week) / name).exists():
+        return NotebookResult(week, name, 0.0, source.max_score, error=(
             f"{week}/{name} is missing from your notebooks: `netsprint release {week}` "
             "brings back a fresh copy"))
-    wall = limits.notebook or notebook_budget(tmp / "solutions" / week / name, limits.cell)
-    error = run_worker(tmp, week, notebook_id, limits.cell, wall)
-    result = read_result(tmp, week, name, max_score, cell_names)
+    wall = limits.notebook or source.budget(limits.cell)
+    error = run_worker(tmp, week, name.removesuffix(".ipynb"), limits.cell, wall)
+    result = read_result(tmp, week, name, source)
     if error:
         result.error = error
     result.seconds = round(time.monotonic() - started, 2)
     return result
 
 
-def graded_cells(source: Path) -> tuple[float, list[str]]:
-    nb = json.loads(source.read_text(encoding="utf-8"))
-    cells = [c["metadata"]["nbgrader"] for c in nb["cells"]
-             if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
-    return float(sum(c.get("points", 0) for c in cells)), [c["grade_id"] for c in cells]
+@dataclass(frozen=True)
+class SourceNotebook:
+    """What grading needs from a source notebook: its graded cells and its cells' limits."""
 
+    graded: tuple[str, ...]
+    max_score: float
+    cell_timeouts: tuple[int, ...]
 
-def notebook_budget(source: Path, cap: int | None) -> float:
-    nb = json.loads(source.read_text(encoding="utf-8"))
-    per_cell = [cell_timeout(c) for c in nb["cells"] if c["cell_type"] == "code"]
-    if cap:
-        per_cell = [min(t, cap) for t in per_cell]
-    return sum(per_cell) + NOTEBOOK_MARGIN_SECONDS
+    @classmethod
+    def read(cls, path: Path) -> "SourceNotebook":
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        graded = [c["metadata"]["nbgrader"] for c in cells
+                  if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+        return cls(tuple(g["grade_id"] for g in graded),
+                   float(sum(g.get("points", 0) for g in graded)),
+                   tuple(cell_timeout(c) for c in cells if c["cell_type"] == "code"))
+
+    def budget(self, cap: int | None) -> float:
+        """Wall-clock seconds for the whole notebook: every cell's limit plus start-up."""
+        limits = [min(t, cap) for t in self.cell_timeouts] if cap else self.cell_timeouts
+        return sum(limits) + NOTEBOOK_MARGIN_SECONDS
 
 
 def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
@@ -197,18 +203,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def read_result(tmp: Path, week: str, name: str, max_score: float,
-                cell_names: list[str]) -> NotebookResult:
+def read_result(tmp: Path, week: str, name: str, source: SourceNotebook) -> NotebookResult:
     """Scores from nbgrader's gradebook, messages from the autograded notebook's outputs."""
     autograded = tmp / "autograded" / LEARNER / week / name
     if not autograded.exists():
-        return NotebookResult(week, name, 0.0, max_score, error="not graded")
+        return NotebookResult(week, name, 0.0, source.max_score, error="not graded")
     nb = json.loads(autograded.read_text(encoding="utf-8"))
     messages = failure_messages(nb)
     scores = gradebook_scores(tmp, week, name.removesuffix(".ipynb"))
     cells = [CellResult(cell, *scores.get(cell, (0.0, 0.0)), messages.get(cell, ""))
-             for cell in cell_names]
-    return NotebookResult(week, name, sum(c.score for c in cells), max_score, cells,
+             for cell in source.graded]
+    return NotebookResult(week, name, sum(c.score for c in cells), source.max_score, cells,
                           stopped_cells=timed_out_cells(nb))
 
 
@@ -287,13 +292,14 @@ def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
                   "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
                   transient=True) as progress:
         results = grade(course, selected, folder, limits, progress)
-    if folder == course.notebooks.resolve():
+    is_workbook = folder == course.notebooks.resolve()
+    if is_workbook:
         record(course, results)
     if as_json:
         print(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
     else:
         render(results, console)
-        if folder == course.notebooks.resolve():
+        if is_workbook:
             console.print("Scores saved to .netsprint/grades.json; `netsprint progress` shows "
                           "the plan.")
         else:

@@ -11,14 +11,12 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from netsprint.course.timeouts import DEFAULT_CELL_TIMEOUT, cell_timeout
+
 COURSE_ID = "netsprint"
 SOURCE = "solutions"
 RELEASE = "notebooks"
 LEARNER = "learner"
-
-# Most cells run in milliseconds; graded cells that start servers, drive 1,000 clients or load
-# BPF programs say `# netsprint: timeout=N` in their first lines (see timeouts.py).
-DEFAULT_CELL_TIMEOUT = 60
 
 
 def configure(c: Config, root: Path) -> Config:
@@ -30,8 +28,6 @@ def configure(c: Config, root: Path) -> Config:
     c.Exchange.root = str(root / ".netsprint" / "exchange")
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
-
-    from netsprint.course.timeouts import cell_timeout
 
     c.Execute.timeout = DEFAULT_CELL_TIMEOUT
     c.Execute.timeout_func = cell_timeout

@@ -34,10 +34,6 @@ class WeekDiff:
     changed: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
 
-    @property
-    def in_sync(self) -> bool:
-        return not (self.new or self.changed or self.extra)
-
 
 def release_files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))

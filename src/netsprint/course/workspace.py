@@ -44,18 +44,28 @@ def temporary_course(course: CourseRoot, weeks: list[str]) -> Iterator[Path]:
         yield root
 
 
+def run_converter(converter, root: Path, what: str, config=None, **coursedir_ids) -> None:
+    """Run an nbgrader converter (GenerateAssignment, Autograde) on the temporary course.
+
+    `coursedir_ids` picks what it works on: assignment_id, student_id, notebook_id.
+    """
+    from nbgrader.coursedir import CourseDirectory
+
+    config = config or course_config(root)
+    coursedir = CourseDirectory(config=config)
+    for name, value in coursedir_ids.items():
+        setattr(coursedir, name, value)
+    app = converter(coursedir=coursedir, config=config)
+    app.force = True  # redo the work even if an earlier run left output behind
+    run_quietly(app, what)
+
+
 def generate_release(root: Path, week: str) -> Path:
     """nbgrader generate_assignment for one week; returns the release folder."""
     from nbgrader.converters import GenerateAssignment
-    from nbgrader.coursedir import CourseDirectory
 
-    config = course_config(root)
-    coursedir = CourseDirectory(config=config)
-    coursedir.assignment_id = week
-    app = GenerateAssignment(coursedir=coursedir, config=config)
-    app.force = True
-    app.create_assignment = True
-    run_quietly(app, f"generating the release of {week}")
+    run_converter(GenerateAssignment, root, f"generating the release of {week}",
+                  assignment_id=week)
     return root / RELEASE / week
 
 
