@@ -3,10 +3,11 @@
  *
  *   c_echo HOST PORT
  *
- * The benchmark's ceiling: what this machine's kernel and loopback allow a single-threaded
- * server on one core. Read what is there, write it back; if the socket buffer is full,
- * keep the rest and stop reading that connection until it drains (backpressure), exactly
- * what a careful reactor does. Stops on SIGTERM (default action).
+ * The benchmark's ceiling: the most a single-threaded server on one core can show in this
+ * setup (loopback, and a load generator that does as much work per request on its core).
+ * Read what is there, write it back; if the socket buffer is full, keep the rest and stop
+ * reading that connection until it drains (backpressure), exactly what a careful reactor
+ * does. Stops on SIGTERM (default action).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -75,9 +76,15 @@ static int flush_pending(struct conn *c) {
 static void on_readable(int ep, struct conn *c) {
     ssize_t n = recv(c->fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EAGAIN) return;
-    if (n <= 0) return drop(c);
+    if (n <= 0) {
+        drop(c);
+        return;
+    }
     ssize_t w = send(c->fd, buf, (size_t)n, MSG_NOSIGNAL);
-    if (w < 0 && errno != EAGAIN) return drop(c);
+    if (w < 0 && errno != EAGAIN) {
+        drop(c);
+        return;
+    }
     if (w < 0) w = 0;
     if (w == n) return;
     c->pending = malloc((size_t)(n - w));
@@ -90,13 +97,16 @@ static void on_readable(int ep, struct conn *c) {
 
 static void on_writable(int ep, struct conn *c) {
     int r = flush_pending(c);
-    if (r < 0) return drop(c);
-    if (r == 0) watch(ep, EPOLL_CTL_MOD, c, EPOLLIN);
+    if (r < 0) drop(c);
+    else if (r == 0) watch(ep, EPOLL_CTL_MOD, c, EPOLLIN);
 }
 
 static int listen_on(const char *host, int port) {
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) die("bad host");
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        errno = EINVAL;
+        die("bad host (IPv4 only)");
+    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     if (fd < 0) die("socket");
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

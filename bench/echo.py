@@ -30,7 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from idle import TARGET_BYTES, measure_idle
-from peers import ALL, LOADGEN_CPU, SERVER_CPU, BenchError, Peer, Processes, compile_c, peers
+from peers import (ALL, LOADGEN_CPU, PEERS, SERVER_CPU, BenchError, Peer, Processes, Server,
+                   compile_c)
 
 # The ratios the project tracks: (peer, target for netsprint req/s / peer req/s).
 TARGETS = {"asyncio-protocol": 1.20, "uvloop-protocol": 0.95}
@@ -114,14 +115,19 @@ def check_limits(args: argparse.Namespace) -> None:
                          "and the figures would mean nothing.")
 
 
-def run_loadgen(procs: Processes, loadgen: Path, server, args: argparse.Namespace) -> dict:
+def run_loadgen(procs: Processes, loadgen: Path, server: Server,
+                args: argparse.Namespace) -> dict:
     argv = [str(loadgen), "-h", HOST, "-p", str(server.port), "-c", str(args.connections),
             "-s", str(args.size), "-d", str(args.duration), "-w", str(args.warmup)]
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     proc = procs.spawn(argv, LOADGEN_CPU, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
+    timeout = args.warmup + args.duration + 30  # the generator gives up after 5 s stalled
     try:
-        out, err = proc.communicate(timeout=args.warmup + args.duration + 30)
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"the load generator against {server.peer.name!r} did not finish "
+                         f"within {timeout:.0f} s") from None
     finally:
         procs.stop(proc)
     if proc.returncode != 0:
@@ -215,9 +221,7 @@ def print_report(console: Console, report: dict) -> None:
                   f"interleaved rounds, median shown.")
     summary = report["summary"]
     base = summary.get("netsprint", {}).get("rps")
-    table = Table()
-    for col in ("server", "req/s", "p50 µs", "p99 µs", "netsprint/x", "spread", "CPU"):
-        table.add_column(col, justify="left" if col == "server" else "right", no_wrap=True)
+    table = new_table(None, "server", "req/s", "p50 µs", "p99 µs", "netsprint/x", "spread", "CPU")
     for name, s in summary.items():
         table.add_row(name, f"{s['rps']:,.0f}", f"{s['p50_us']:,.0f}", f"{s['p99_us']:,.0f}",
                       f"{base / s['rps']:.2f}" if base else "n/a", f"{s['spread']:.1%}",
@@ -241,10 +245,17 @@ def print_report(console: Console, report: dict) -> None:
         print_idle(console, report["idle"])
 
 
+def new_table(title: str | None, *columns: str) -> Table:
+    """A table whose first column (the server) is left-aligned and the figures right."""
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="right" if i else "left", no_wrap=True)
+    return table
+
+
 def print_idle(console: Console, idle: dict[str, dict]) -> None:
-    table = Table(title=f"idle memory (target ≤ {TARGET_BYTES} B per connection)")
-    for col in ("server", "connections", "RSS before", "RSS after", "B / connection"):
-        table.add_column(col, justify="left" if col == "server" else "right", no_wrap=True)
+    table = new_table(f"idle memory (target ≤ {TARGET_BYTES} B per connection)",
+                      "server", "connections", "RSS before", "RSS after", "B / connection")
     for name, r in idle.items():
         if "error" in r:
             table.add_row(name, str(r["connections"]), "", "", f"[red]{r['error']}[/]")
@@ -258,9 +269,9 @@ def print_idle(console: Console, idle: dict[str, dict]) -> None:
 def run(args: argparse.Namespace, console: Console) -> dict:
     check_limits(args)
     loadgen = compile_c("loadgen")
-    table = peers(compile_c("c_echo"))
-    machine = machine_info()  # before the run, so the load average is other people's
-    chosen = [table[name] for name in args.servers]
+    compile_c("c_echo")  # the c-epoll peer's binary
+    machine = machine_info()  # before any server starts: the busy cores are other work's
+    chosen = [PEERS[name] for name in args.servers]
     procs = Processes()
     try:
         preflight(procs, chosen, args)

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 BENCH = Path(__file__).resolve().parent
 BUILD = BENCH / "build"  # git-ignored
@@ -25,8 +26,6 @@ BUILD = BENCH / "build"  # git-ignored
 SERVER_CPU = 0
 LOADGEN_CPU = 1
 
-ALL = ("netsprint", "asyncio-protocol", "asyncio-streams", "uvloop-protocol", "c-epoll")
-
 
 class BenchError(Exception):
     """A failure the user can act on: the message says what happened and what to do."""
@@ -35,31 +34,28 @@ class BenchError(Exception):
 @dataclass(frozen=True)
 class Peer:
     name: str
-    what: str
     argv: tuple[str, ...]  # "{host}" and "{port}" are filled in at start
 
 
-def peers(c_echo: Path) -> dict[str, Peer]:
-    py = sys.executable
-    asyncio_echo = str(BENCH / "asyncio_echo.py")
-    return {
-        p.name: p
-        for p in [
-            Peer("netsprint", "netsprint reactor (python -m netsprint echo-server)",
-                 (py, "-m", "netsprint", "echo-server", "--host", "{host}", "--port", "{port}")),
-            Peer("asyncio-protocol", "asyncio Protocol, transport.write in data_received",
-                 (py, asyncio_echo, "--api", "protocol", "--loop", "asyncio",
-                  "--host", "{host}", "--port", "{port}")),
-            Peer("asyncio-streams", "asyncio Streams, read / write / await drain",
-                 (py, asyncio_echo, "--api", "streams", "--loop", "asyncio",
-                  "--host", "{host}", "--port", "{port}")),
-            Peer("uvloop-protocol", "the same Protocol on uvloop",
-                 (py, asyncio_echo, "--api", "protocol", "--loop", "uvloop",
-                  "--host", "{host}", "--port", "{port}")),
-            Peer("c-epoll", "C epoll LT echo (bench/c_echo.c, gcc -O2): the ceiling",
-                 (str(c_echo), "{host}", "{port}")),
-        ]
+def _peers() -> dict[str, Peer]:
+    py, asyncio_echo = sys.executable, str(BENCH / "asyncio_echo.py")
+    addr = ("--host", "{host}", "--port", "{port}")
+
+    def on_asyncio(api: str, loop: str) -> tuple[str, ...]:
+        return (py, asyncio_echo, "--api", api, "--loop", loop, *addr)
+
+    argvs = {
+        "netsprint": (py, "-m", "netsprint", "echo-server", *addr),  # one reactor, epoll
+        "asyncio-protocol": on_asyncio("protocol", "asyncio"),
+        "asyncio-streams": on_asyncio("streams", "asyncio"),
+        "uvloop-protocol": on_asyncio("protocol", "uvloop"),
+        "c-epoll": (str(BUILD / "c_echo"), "{host}", "{port}"),  # compile_c("c_echo") first
     }
+    return {name: Peer(name, argv) for name, argv in argvs.items()}
+
+
+PEERS = _peers()
+ALL = tuple(PEERS)
 
 
 def compile_c(name: str) -> Path:
@@ -72,7 +68,7 @@ def compile_c(name: str) -> Path:
         raise BenchError("gcc not found: the load generator and the C peer are compiled at "
                          "run time. Install it (apt-get install gcc) and run again.")
     BUILD.mkdir(exist_ok=True)
-    done = subprocess.run([gcc, "-O2", "-Wall", "-o", str(out), str(src)],
+    done = subprocess.run([gcc, "-O2", "-Wall", "-Wextra", "-o", str(out), str(src)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise BenchError(f"gcc failed on {src.name}:\n{done.stderr}")
@@ -110,10 +106,9 @@ def is_listening(port: int) -> bool:
 @dataclass
 class Server:
     peer: Peer
-    host: str
     port: int
     proc: subprocess.Popen
-    stderr: object = field(repr=False)
+    stderr: IO[str] = field(repr=False)
 
     @property
     def pid(self) -> int:
@@ -156,8 +151,14 @@ class Processes:
             self.procs.remove(proc)
 
     def stop_all(self) -> None:
-        for proc in list(self.procs):
-            self.stop(proc)
+        """Stop every process still running. Ctrl-C and SIGTERM are held back until this is
+        done (then delivered), so pressing Ctrl-C again cannot leave a server behind."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for proc in list(self.procs):
+                self.stop(proc)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def start_server(self, peer: Peer, host: str, timeout: float) -> Server:
         port = free_port(host)
@@ -165,7 +166,7 @@ class Processes:
         err = tempfile.TemporaryFile("w+")
         proc = self.spawn(argv, SERVER_CPU, stdout=subprocess.DEVNULL, stderr=err,
                           cwd=BENCH.parent, text=True)
-        server = Server(peer, host, port, proc, err)
+        server = Server(peer, port, proc, err)
         deadline = time.monotonic() + timeout
         while not is_listening(port):
             exited = proc.poll() is not None
