@@ -41,8 +41,6 @@ def echo_server(*args: str, python_code: str | None = None):
         proc.stderr.close()
 
 
-
-
 @pytest.mark.parametrize("args", [(), ("--backend", "poll"), ("--backend", "select"),
                                   ("--sub-reactors", "2")])
 def test_cli_echo_server_echoes_and_stops_on_sigint(args):

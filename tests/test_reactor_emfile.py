@@ -67,7 +67,8 @@ def low_fd_server():
     try:
         line = proc.stdout.readline()
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert match, f"server did not start: {line!r} {proc.stderr.read() if proc.poll() else ''}"
+        assert match, f"server did not start: {line!r} " \
+            f"{proc.stderr.read() if proc.poll() is not None else ''}"
         yield proc, int(match.group(1))
     finally:
         if proc.poll() is None:
@@ -77,6 +78,8 @@ def low_fd_server():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def test_out_of_fds_sheds_new_clients_serves_old_ones_and_does_not_spin(low_fd_server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -31,8 +32,6 @@ def multi_server():
         thread.join(10)
         server.close()
         loop.close()
-
-
 
 
 def test_clients_are_spread_round_robin_and_all_get_echoes(multi_server):
@@ -92,3 +91,13 @@ def test_needs_at_least_one_sub_reactor():
     with EventLoop() as loop:
         with pytest.raises(ReactorError, match="at least one"):
             MultiReactorServer(loop, HOST, 0, EchoProtocol, sub_reactors=0)
+
+
+def test_edge_without_epoll_is_refused_up_front_and_leaks_nothing():
+    """Sub-reactors share the main loop's backend: edge-triggering on poll fails at once,
+    not on every hand-off, and the sub-reactor loops already made are closed."""
+    before = set(os.listdir("/proc/self/fd"))
+    with EventLoop("poll") as loop:
+        with pytest.raises(ReactorError, match="epoll"):
+            MultiReactorServer(loop, HOST, 0, EchoProtocol, sub_reactors=2, edge=True)
+    assert set(os.listdir("/proc/self/fd")) <= before

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
+import os
 import resource
 import selectors
 import socket
@@ -315,14 +317,22 @@ def test_half_close_server_writes_after_client_shutdown(loop):
 
 def test_eof_without_keep_open_closes_after_flushing(loop, recorders):
     made, factory = recorders
+    payload = bytes(range(256)) * 4096  # 1 MiB: far more than the socket buffers hold
     with TcpListener(loop, HOST, 0, factory) as listener:
-        with raw_client(listener.port) as client:
+        with raw_client(listener.port, SO_RCVBUF=65536) as client:
             loop.run_until(lambda: made and made[0].conn, timeout=5)
+            conn = made[0].conn
+            conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            conn.write(payload)
+            assert conn.buffered_bytes > 0  # still buffered when the peer's FIN arrives
             client.shutdown(socket.SHUT_WR)
             reader = RawReader(loop, client)
-            loop.run_until(lambda: reader.eof, timeout=5)
+            loop.run_until(lambda: reader.eof, timeout=10)
+            assert reader.data == payload  # every byte, then our FIN
         loop.run_until(lambda: made[0].lost, timeout=5)
-        assert made[0].events == ["made", "eof", "lost"]
+        assert [e for e in made[0].events if e in ("made", "eof", "lost")] == \
+            ["made", "eof", "lost"]
+        assert made[0].lost == [None]
 
 
 def test_write_eof_half_closes_our_side_and_keeps_reading(loop):
@@ -361,6 +371,88 @@ def test_connection_context_manager_closes(loop):
         with TcpConnection.connect(loop, HOST, listener.port, client):
             loop.run_until(lambda: client.conn, timeout=5)
         loop.run_until(lambda: client.lost and not listener.connections, timeout=5)
+
+
+# -- failures in protocols and during setup ------------------------------------------------
+
+class Raises(Recorder):
+    """A buggy protocol: raises from data_received or eof_received."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where = where
+
+    def data_received(self, data):
+        super().data_received(data)
+        if self.where == "data":
+            raise RuntimeError("bug in data_received")
+
+    def eof_received(self):
+        super().eof_received()
+        if self.where == "eof":
+            raise RuntimeError("bug in eof_received")
+
+
+@pytest.mark.parametrize("edge,where", [(False, "data"), (True, "data"), (False, "eof")])
+def test_a_protocol_that_raises_loses_its_connection(edge, where, loop, caplog):
+    """Otherwise ET strands the bytes it had not drained yet, and LT spins on an EOF that
+    eof_received never handled. The exception still reaches the loop's log."""
+    servers: list[Raises] = []
+
+    def factory():
+        servers.append(Raises(where))
+        return servers[-1]
+
+    with TcpListener(loop, HOST, 0, factory, edge=edge) as listener:
+        with raw_client(listener.port) as client:
+            client.sendall(b"x" * 100_000)  # more than one read of RECV_SIZE_BYTES
+            if where == "eof":
+                client.shutdown(socket.SHUT_WR)
+            with caplog.at_level(logging.ERROR, logger="netsprint.reactor.loop"):
+                loop.run_until(lambda: servers and servers[0].lost, timeout=5)
+        (server,) = servers
+        assert len(server.lost) == 1 and isinstance(server.lost[0], RuntimeError)
+        assert server.conn.closed and not listener.connections
+        assert f"RuntimeError: bug in {where}_received" in caplog.text
+
+
+def test_a_failing_connection_made_closes_the_connection(loop, caplog):
+    class FailsToStart(Recorder):
+        def connection_made(self, conn):
+            super().connection_made(conn)
+            raise RuntimeError("bug in connection_made")
+
+    servers: list[FailsToStart] = []
+    with TcpListener(loop, HOST, 0, lambda: servers.append(FailsToStart()) or servers[-1]) \
+            as listener:
+        with raw_client(listener.port) as client:
+            with caplog.at_level(logging.ERROR):
+                loop.run_until(lambda: servers and servers[0].lost, timeout=5)
+            client.settimeout(5)
+            assert client.recv(10) == b""  # the server closed it
+        assert isinstance(servers[0].lost[0], RuntimeError)
+        assert not listener.connections
+        assert "bug in connection_made" in caplog.text
+
+
+def test_a_connection_that_cannot_register_leaves_nothing_behind(pair):
+    a, _ = pair
+    registry: set[TcpConnection] = set()
+    loop = EventLoop()
+    loop.close()
+    with pytest.raises(ReactorError, match="closed"):
+        TcpConnection(loop, a, Recorder(), registry=registry)
+    assert registry == set()  # the owner will not try to abort a half-made connection
+    assert a.fileno() == -1  # and the socket is closed
+
+
+def test_a_listener_that_cannot_register_leaks_no_fd():
+    loop = EventLoop()
+    loop.close()
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(ReactorError, match="closed"):
+        TcpListener(loop, HOST, 0, EchoProtocol)
+    assert set(os.listdir("/proc/self/fd")) <= before  # neither the socket nor the spare
 
 
 # -- edge-triggered reads drain the socket -------------------------------------------------
@@ -407,7 +499,11 @@ def fd_limit():
 def serve_in_thread(make_server):
     """Run `make_server(loop)` on a loop in a thread; close both even if the test fails."""
     loop = EventLoop()
-    server = make_server(loop)
+    try:
+        server = make_server(loop)
+    except BaseException:
+        loop.close()
+        raise
     thread = threading.Thread(target=loop.run_forever, name="test-server", daemon=True)
     thread.start()
     try:

@@ -94,8 +94,9 @@ def test_compaction_drops_cancelled_entries_and_keeps_order():
     timers = [queue.call_at(float(i % 10), lambda i=i: i) for i in range(1000)]
     for timer in timers[:900]:
         timer.cancel()
-    # Lazy cancellation must not let cancelled timers pile up without bound.
-    assert len(queue._heap) < 1000
+    # Lazy cancellation must not let cancelled timers pile up: past the compaction
+    # minimum, at most half the heap is cancelled entries.
+    assert len(queue._heap) <= 2 * len(queue)
     assert len(queue) == 100
     fired = fire_due(queue, 100.0)
     expected = sorted(range(900, 1000), key=lambda i: (i % 10, i))

@@ -105,3 +105,18 @@ def test_sendto_after_close_is_misuse(loop):
     sock.close()
     with pytest.raises(ReactorError, match="closed"):
         sock.sendto(b"x", (HOST, 9))
+
+
+def test_a_failing_connection_made_closes_the_socket(loop):
+    class FailsToStart(Recorder):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            raise RuntimeError("bug in connection_made")
+
+    proto = FailsToStart()
+    with pytest.raises(RuntimeError, match="bug in connection_made"):
+        UdpSocket(loop, (HOST, 0), proto)
+    assert proto.transport.closed  # nobody else could have closed it
+    assert not loop.is_registered(proto.transport._fd)
+    loop.run_once(0)
+    assert proto.lost == [None]

@@ -8,6 +8,8 @@
     udp.py          UdpSocket
     multireactor.py main reactor accepts, sub-reactor threads serve (one loop per thread)
     echo.py         EchoProtocol and the `netsprint echo-server` entry point
+    addresses.py    host/port to a socket address (getaddrinfo), addresses for logs
+    pollcost.py     the cost of one poll against the number of watched fds (the plot)
 """
 
 from netsprint.reactor.loop import EventLoop, Handle, LoopTimeout

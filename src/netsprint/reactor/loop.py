@@ -16,7 +16,8 @@ fd again if it is ready for the new events (that is how EPOLLONESHOT re-arms), e
 edge-triggered, and poll/select are level-triggered anyway.
 
 The loop is single-threaded: only `call_soon_threadsafe` and `stop` may be called from
-other threads.
+other threads, and not once the loop may be closing (they would race with the close of the
+wake-up fd).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import collections
 import errno
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from netsprint.clock import Clock, MonotonicClock
 from netsprint.errors import NetsprintError, ReactorError
@@ -69,6 +70,19 @@ def fileno_of(fd_or_obj: int | Any) -> int:
     if fd < 0:
         raise ReactorError(f"invalid file descriptor {fd} (closed socket?)")
     return fd
+
+
+def _run_handles(handles: Iterable[Handle | Timer], kind: str) -> None:
+    """Run timers or call_soon handles in order; a failure is logged and the rest still run."""
+    for handle in handles:
+        if handle.cancelled:
+            continue  # e.g. a timer cancelled by an earlier one in the same batch
+        try:
+            handle.callback(*handle.args)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            log.exception("%s callback %r failed", kind, handle.callback)
 
 
 class EventLoop:
@@ -140,14 +154,14 @@ class EventLoop:
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """Run `callback(*args)` on the next iteration, after I/O callbacks, in FIFO order."""
+        self._check_open()  # a closed loop would drop the handle without a word
         handle = Handle(callback, args)
         self._ready.append(handle)
         return handle
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """call_soon from any thread (or a signal handler): also wakes a blocked poll."""
-        handle = Handle(callback, args)
-        self._ready.append(handle)  # deque.append is atomic under the GIL
+        handle = self.call_soon(callback, *args)  # deque.append is atomic under the GIL
         self._wake()
         return handle
 
@@ -206,33 +220,18 @@ class EventLoop:
                 log.exception("fd %d callback %r failed", fd, callback)
 
     def _run_timers(self) -> None:
-        for timer in self._timers.pop_due(self._now()):
-            if timer.cancelled:
-                continue  # cancelled by an earlier timer in this batch
-            try:
-                timer.callback(*timer.args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                log.exception("timer callback %r failed", timer.callback)
+        _run_handles(self._timers.pop_due(self._now()), "timer")
 
     def _run_ready(self) -> None:
         # Only what was queued before this point runs now: a callback that call_soon()s
-        # itself must not starve I/O by keeping this loop busy forever.
+        # itself must not starve I/O by keeping this loop busy forever. (The range is
+        # evaluated once, when the generator is made.)
         ready = self._ready
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if handle.cancelled:
-                continue
-            try:
-                handle.callback(*handle.args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                log.exception("call_soon callback %r failed", handle.callback)
+        _run_handles((ready.popleft() for _ in range(len(ready))), "call_soon")
 
     def run_forever(self) -> None:
-        """Run iterations until `stop()`; a `stop()` before this call makes it run one."""
+        """Run iterations until `stop()`; after a `stop()` made while the loop was not
+        running, this returns at once, without an iteration."""
         self._check_open()
         if self._running:
             raise ReactorError("the loop is already running")
@@ -282,12 +281,15 @@ class EventLoop:
     # -- wake-up ---------------------------------------------------------------------------
 
     def _wake(self) -> None:
+        fd = self._wake_fd
+        if fd < 0:
+            return  # closed loop: nothing to wake
         try:
-            os.eventfd_write(self._wake_fd, 1)
+            os.eventfd_write(fd, 1)
         except BlockingIOError:
             pass  # counter at its maximum: the loop is already due to wake up
         except OSError as exc:
-            if exc.errno != errno.EBADF:  # closed loop: nothing to wake
+            if exc.errno != errno.EBADF:  # closed by another thread just now
                 raise
 
     def _on_wake(self, fd: int, events: int) -> None:
@@ -309,10 +311,9 @@ class EventLoop:
         if self._running:
             raise ReactorError("cannot close a running loop; stop() it first")
         self._closed = True
-        if self._handlers:
-            others = sorted(set(self._handlers) - {self._wake_fd})
-            if others:
-                log.debug("closing loop with fds still registered: %s", others)
+        others = sorted(fd for fd in self._handlers if fd != self._wake_fd)
+        if others:
+            log.debug("closing loop with fds still registered: %s", others)
         self._handlers.clear()
         self._ready.clear()
         self._poller.close()

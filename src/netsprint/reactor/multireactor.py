@@ -52,11 +52,11 @@ class SubReactor:
     def start(self) -> None:
         self._thread.start()
 
-    def adopt(self, sock: socket.socket, addr: Any) -> None:
+    def adopt(self, sock: socket.socket) -> None:
         """From any thread: make `sock` a connection served by this reactor's thread."""
-        self.loop.call_soon_threadsafe(self._adopt, sock, addr)
+        self.loop.call_soon_threadsafe(self._adopt, sock)
 
-    def _adopt(self, sock: socket.socket, addr: Any) -> None:
+    def _adopt(self, sock: socket.socket) -> None:
         self.adopted_connections += 1
         try:
             TcpConnection(self.loop, sock, self._protocol_factory(), edge=self._edge,
@@ -96,24 +96,26 @@ class SubReactor:
 
 class MultiReactorServer:
     """A TCP server on a main reactor with N sub-reactor threads. Owns the listener and the
-    sub-reactors; does not own the main loop (the caller runs it)."""
+    sub-reactors; does not own the main loop (the caller runs it). The sub-reactors use the
+    main loop's poller backend."""
 
     def __init__(self, loop: EventLoop, host: str, port: int,
                  protocol_factory: Callable[[], Protocol], *, sub_reactors: int = 2,
-                 backend: str | None = None, edge: bool = False, backlog: int = 1024,
-                 reuse_port: bool = False, high_water_bytes: int = HIGH_WATER_BYTES,
+                 edge: bool = False, backlog: int = 1024, reuse_port: bool = False,
+                 high_water_bytes: int = HIGH_WATER_BYTES,
                  low_water_bytes: int = LOW_WATER_BYTES) -> None:
         if sub_reactors < 1:
             raise ReactorError("a multi-reactor server needs at least one sub-reactor")
-        backend = backend or loop.backend
-        self._subs = [SubReactor(i, protocol_factory, backend=backend, edge=edge,
-                                 high_water_bytes=high_water_bytes,
-                                 low_water_bytes=low_water_bytes)
-                      for i in range(sub_reactors)]
+        self._subs: list[SubReactor] = []
         self._next = 0
         try:
-            # The main loop never serves connections, so its listener needs no `edge`.
-            self._listener = TcpListener(loop, host, port, protocol_factory,
+            for i in range(sub_reactors):
+                self._subs.append(SubReactor(i, protocol_factory, backend=loop.backend,
+                                             edge=edge, high_water_bytes=high_water_bytes,
+                                             low_water_bytes=low_water_bytes))
+            # The listener serves no connection itself; `edge` is passed so that a backend
+            # without edge-triggering is refused now, not on every hand-off.
+            self._listener = TcpListener(loop, host, port, protocol_factory, edge=edge,
                                          backlog=backlog, reuse_port=reuse_port,
                                          on_accept=self._hand_off)
         except BaseException:
@@ -126,7 +128,7 @@ class MultiReactorServer:
     def _hand_off(self, sock: socket.socket, addr: Any) -> None:
         sub = self._subs[self._next]
         self._next = (self._next + 1) % len(self._subs)
-        sub.adopt(sock, addr)
+        sub.adopt(sock)
 
     @property
     def sub_reactors(self) -> list[SubReactor]:
@@ -153,7 +155,10 @@ class MultiReactorServer:
         return self._listener.shed_connections
 
     def close(self) -> None:
-        """Stop accepting, then stop every sub-reactor (aborting its connections)."""
+        """Stop accepting, then stop every sub-reactor (aborting its connections).
+
+        Call it from the main loop's thread, or once that loop has stopped: the listener
+        belongs to that loop, and no hand-off may race with the sub-reactors' shutdown."""
         self._listener.close()
         errors = []
         for sub in self._subs:

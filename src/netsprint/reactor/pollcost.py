@@ -31,11 +31,13 @@ def poll_cost_us(backend: str, idle: int, calls: int = 200, batches: int = 5) ->
     None when the backend cannot watch that many (select's FD_SETSIZE).
     """
     raise_fd_limit(2 * idle + 64)
-    pipes = [os.pipe() for _ in range(idle + 1)]
+    pipes: list[tuple[int, int]] = []
     poller = make_poller(backend)
     try:
-        if backend == "select" and max(max(p) for p in pipes) >= FD_SETSIZE:
-            return None
+        for _ in range(idle + 1):
+            pipes.append(os.pipe())  # inside the try: EMFILE halfway must not leak the rest
+        if backend == "select" and max(read_end for read_end, _ in pipes) >= FD_SETSIZE:
+            return None  # only the read ends are watched
         for read_end, _ in pipes:
             poller.register(read_end, READABLE)
         os.write(pipes[-1][1], b"!")

@@ -8,6 +8,10 @@ Event bits are plain ints with the epoll values. On Linux `poll(2)` uses the sam
 POLLRDHUP == EPOLLRDHUP == 0x2000), so the poll backend passes them through untouched. They
 are deliberately not an `IntFlag`: every `|` or `&` on an IntFlag builds a new enum object,
 which costs more than the rest of an echo round trip's dispatch.
+
+A signal does not end a wait: CPython runs the Python handler and resumes the system call
+with the remaining timeout (PEP 475), so no backend ever sees EINTR. A handler that must end
+the wait calls `EventLoop.stop()`, which makes the loop's wake-up fd readable.
 """
 
 from __future__ import annotations
@@ -101,14 +105,9 @@ class EpollPoller(Poller):
                 raise
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        try:
-            # CPython rounds the timeout *up* to whole milliseconds, so a 0.4 ms timer
-            # does not turn into a busy loop of zero-timeout polls.
-            return self._epoll.poll(-1 if timeout is None else timeout)
-        except InterruptedError:
-            # PEP 475 retries after a signal handler returns; this is only reached if a
-            # handler is absent but EINTR still surfaced. An empty batch is always safe.
-            return []
+        # CPython rounds the timeout *up* to whole milliseconds, so a 0.4 ms timer does not
+        # turn into a busy loop of zero-timeout polls.
+        return self._epoll.poll(-1 if timeout is None else timeout)
 
     def close(self) -> None:
         self._epoll.close()
@@ -139,10 +138,7 @@ class PollPoller(Poller):
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         # poll(2) takes milliseconds; round up for the same reason as epoll.
         ms = None if timeout is None else math.ceil(timeout * 1000.0)
-        try:
-            ready = self._poll.poll(ms)
-        except InterruptedError:
-            return []
+        ready = self._poll.poll(ms)
         # POLLNVAL: the fd was closed while still registered. Report it as ERROR so the
         # owner's callback runs and unregisters it; otherwise poll returns at once forever.
         return [(fd, (ev | ERROR) if ev & _POLL_NVAL else ev) for fd, ev in ready]
@@ -191,10 +187,7 @@ class SelectPoller(Poller):
         self._writers.discard(fd)
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        try:
-            r, w, _ = select.select(self._readers, self._writers, (), timeout)
-        except InterruptedError:
-            return []
+        r, w, _ = select.select(self._readers, self._writers, (), timeout)
         ready = dict.fromkeys(r, READABLE)
         for fd in w:
             ready[fd] = ready.get(fd, 0) | WRITABLE

@@ -28,7 +28,8 @@ class Protocol:
         return None
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        """Called once: exc is None after a clean close, the OSError after a failure."""
+        """Called once: exc is None after a clean close, the OSError after a failure, or
+        what one of these callbacks raised (the transport aborts the connection then)."""
 
     def pause_writing(self) -> None:
         """The output buffer went above the high watermark: stop producing."""

@@ -12,7 +12,13 @@ Level-triggered (default) vs edge-triggered (`edge=True`, epoll only):
 
 Sending never uses `sendall` (it would block or loop): `write()` sends once and keeps
 only the unsent tail. Python ignores SIGPIPE at start-up, so writing to a reset
-connection raises EPIPE/ECONNRESET instead of killing the process.
+connection raises EPIPE/ECONNRESET instead of killing the process. EINTR never reaches this
+code: CPython retries interrupted reads, writes and accepts itself (PEP 475).
+
+A protocol callback that raises costs the connection (as in asyncio): it is aborted with
+`connection_lost(exc)` and the exception goes on to the loop, which logs it. Carrying on
+instead would strand bytes an edge-triggered read had not drained yet, or spin a
+level-triggered loop on an EOF that `eof_received` never got to handle.
 """
 
 from __future__ import annotations
@@ -86,7 +92,7 @@ class TcpConnection:
 
     def __init__(self, loop: EventLoop, sock: socket.socket, protocol: Protocol, *,
                  edge: bool = False, high_water_bytes: int = HIGH_WATER_BYTES,
-                 low_water_bytes: int = LOW_WATER_BYTES, peername: Any = None,
+                 low_water_bytes: int = LOW_WATER_BYTES,
                  registry: set[TcpConnection] | None = None,
                  _connected: bool = True) -> None:
         """Adopt a connected socket: register it and call protocol.connection_made(self).
@@ -118,7 +124,7 @@ class TcpConnection:
         self.bytes_sent = 0
         self.bytes_received = 0
         self._registry = registry
-        self._peername = peername
+        self._peername: Any = None  # asked of the kernel on first use, kept after close
         if _connected:
             self._start()
 
@@ -167,62 +173,69 @@ class TcpConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reading = True
         self._no_write = None
-        if self._registry is not None:
-            self._registry.add(self)
-        if self._edge:
-            self._set_events(_EDGE_EVENTS, self._on_event_edge)
-        else:
-            self._set_events(READABLE, self._on_event)
         try:
+            if self._edge:
+                self._set_events(_EDGE_EVENTS, self._on_event_edge)
+            else:
+                self._set_events(READABLE, self._on_event)
+            if self._registry is not None:
+                self._registry.add(self)
             self._protocol.connection_made(self)
-        except BaseException:
-            self._teardown(None)  # do not leak a registered fd for a protocol that failed
+        except BaseException as exc:
+            # Neither a registered fd nor a registry entry may outlive a failed start.
+            self._teardown(exc)
             raise
 
     # -- readiness callbacks (the hot path) ------------------------------------------------
 
     def _on_event(self, fd: int, events: int) -> None:
         """Level-triggered: one recv per event; the loop reports leftovers again."""
-        if events & _READ_BITS and self._reading:
-            try:
-                data = _read(fd, RECV_SIZE_BYTES)
-            except (BlockingIOError, InterruptedError):
-                data = None  # readiness was stale (another reader, or a spurious wake-up)
-            except OSError as exc:
-                self._teardown(exc)
-                return
-            if data:
-                self.bytes_received += len(data)
-                self._protocol.data_received(data)
-            elif data is not None:
-                self._on_eof()
-        if events & _WRITE_BITS and self._sock is not None:
-            self._on_writable_or_error(events)
+        try:
+            if events & _READ_BITS and self._reading:
+                try:
+                    data = _read(fd, RECV_SIZE_BYTES)
+                except BlockingIOError:
+                    data = None  # readiness was stale (another reader, or a spurious wake-up)
+                except OSError as exc:
+                    self._teardown(exc)
+                    return
+                if data:
+                    self.bytes_received += len(data)
+                    self._protocol.data_received(data)
+                elif data is not None:
+                    self._on_eof()
+            if events & _WRITE_BITS and self._sock is not None:
+                self._on_writable_or_error(events)
+        except BaseException as exc:  # from a protocol callback (module docstring)
+            self._teardown(exc)
+            raise
 
     def _on_event_edge(self, fd: int, events: int) -> None:
         """Edge-triggered: an event is a transition, so read until EAGAIN or nothing more
         will be reported for bytes already queued."""
-        if events & _READ_BITS and self._reading:
-            protocol = self._protocol
-            while True:
-                try:
-                    data = _read(fd, RECV_SIZE_BYTES)
-                except BlockingIOError:
-                    break
-                except InterruptedError:
-                    continue
-                except OSError as exc:
-                    self._teardown(exc)
-                    return
-                if not data:
-                    self._on_eof()
-                    break
-                self.bytes_received += len(data)
-                protocol.data_received(data)
-                if not self._reading:  # the protocol paused, closed or aborted
-                    break
-        if events & _WRITE_BITS and self._sock is not None:
-            self._on_writable_or_error(events)
+        try:
+            if events & _READ_BITS and self._reading:
+                protocol = self._protocol
+                while True:
+                    try:
+                        data = _read(fd, RECV_SIZE_BYTES)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        self._teardown(exc)
+                        return
+                    if not data:
+                        self._on_eof()
+                        break
+                    self.bytes_received += len(data)
+                    protocol.data_received(data)
+                    if not self._reading:  # the protocol paused, closed or aborted
+                        break
+            if events & _WRITE_BITS and self._sock is not None:
+                self._on_writable_or_error(events)
+        except BaseException as exc:  # from a protocol callback (module docstring)
+            self._teardown(exc)
+            raise
 
     def _on_writable_or_error(self, events: int) -> None:
         if self._out:
@@ -261,7 +274,7 @@ class TcpConnection:
             return
         try:
             sent = _write(self._fd, data)
-        except (BlockingIOError, InterruptedError):
+        except BlockingIOError:
             sent = 0
         except OSError as exc:
             self._teardown(exc)
@@ -286,7 +299,7 @@ class TcpConnection:
         while out:
             try:
                 sent = _write(fd, out)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 break
             except OSError as exc:
                 self._teardown(exc)
@@ -465,7 +478,7 @@ class TcpConnection:
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else "closing" if self._closing else "open"
-        return (f"<TcpConnection {state} peer={short_addr(self._peername)} "
+        return (f"<TcpConnection {state} peer={short_addr(self.peername)} "
                 f"sent={self.bytes_sent} received={self.bytes_received} "
                 f"buffered={self.buffered_bytes}>")
 
@@ -513,8 +526,12 @@ class TcpListener:
         self._shed_in_burst = 0
         self._retry_timer = None
         self._sock = self._listen(host, port, backlog, reuse_port)
+        try:
+            loop.register(self._sock, READABLE, self._on_readable)
+        except BaseException:
+            self._sock.close()
+            raise
         self._spare_fd = _open_spare_fd()
-        loop.register(self._sock, READABLE, self._on_readable)
 
     @staticmethod
     def _listen(host: str, port: int, backlog: int, reuse_port: bool) -> socket.socket:
@@ -540,7 +557,7 @@ class TcpListener:
         for _ in range(self.accept_batch):
             try:
                 sock, addr = accept()
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 return
             except OSError as exc:
                 if exc.errno in _OUT_OF_FDS_ERRNOS:
@@ -591,6 +608,8 @@ class TcpListener:
         except BlockingIOError:
             return False  # the queue emptied meanwhile
         except OSError:
+            # ECONNABORTED & co, or another thread took the slot again: the caller's next
+            # accept() gets the same error and deals with it.
             return True
         else:
             doomed.close()
@@ -613,8 +632,6 @@ class TcpListener:
 
     def _resume_accepting(self) -> None:
         self._retry_timer = None
-        if self._sock is None:
-            return
         if self._spare_fd is None:
             self._spare_fd = _open_spare_fd()
         self._loop.register(self._sock, READABLE, self._on_readable)

@@ -68,6 +68,8 @@ class TimerQueue:
         return len(self._heap) - self._cancelled_count
 
     def __bool__(self) -> bool:
+        """True while the heap holds entries, cancelled ones included: the loop's cheap
+        "anything to look at?" test (`len()` counts only live timers)."""
         return bool(self._heap)
 
     def next_deadline(self) -> float | None:

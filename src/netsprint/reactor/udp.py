@@ -55,7 +55,11 @@ class UdpSocket:
         self.dropped_datagrams = 0
         self.datagrams_sent = 0
         self.datagrams_received = 0
-        protocol.connection_made(self)
+        try:
+            protocol.connection_made(self)
+        except BaseException:
+            self.close()  # nobody else holds this object: do not leave its fd registered
+            raise
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -71,7 +75,7 @@ class UdpSocket:
         for _ in range(RECV_BATCH):
             try:
                 data, addr = recvfrom(DATAGRAM_MAX_BYTES)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 return
             except OSError as exc:
                 # e.g. ConnectionRefusedError from an ICMP port unreachable: the socket
@@ -97,7 +101,7 @@ class UdpSocket:
             return
         try:
             self._send(data, addr)
-        except (BlockingIOError, InterruptedError):
+        except BlockingIOError:
             self._enqueue(data, addr)
         except OSError as exc:
             self._protocol.error_received(exc)
@@ -127,7 +131,7 @@ class UdpSocket:
             data, addr = queue[0]
             try:
                 self._send(data, addr)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 return
             except OSError as exc:
                 self._protocol.error_received(exc)
