@@ -27,7 +27,8 @@ lab: provision
 	@mkdir -p notebooks
 	@test -s $(TOKEN) || (umask 077; $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))' >$(TOKEN))
 	@echo "netsprint: JupyterLab at http://127.0.0.1:$(LAB_PORT)/lab?token=$$(cat $(TOKEN))  (Ctrl-C stops it)"
-	@JUPYTER_TOKEN="$$(cat $(TOKEN))" exec $(VENV)/bin/jupyter lab --no-browser --allow-root \
+	@# PATH: so `netsprint ...` works as-is in JupyterLab terminals (they inherit the server's).
+	@PATH="$(abspath $(VENV))/bin:$$PATH" JUPYTER_TOKEN="$$(cat $(TOKEN))" exec $(VENV)/bin/jupyter lab --no-browser --allow-root \
 		--ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
 		--ServerApp.root_dir=notebooks
 

@@ -17,9 +17,16 @@ KREL="$(uname -r)"
 BUILD="/lib/modules/$KREL/build"
 export DEBIAN_FRONTEND=noninteractive
 
+TODO=()  # commands the user must run as root because we could not
+
 log() { printf 'provision: %s\n' "$*"; }
 warn() { printf 'provision: WARNING: %s\n' "$*" >&2; }
-die() { printf 'provision: ERROR: %s\n' "$*" >&2; exit 1; }
+show_todo() {
+    [[ ${#TODO[@]} -gt 0 ]] || return 0
+    warn "not root and no sudo: these parts need root. Run as root:"
+    printf '    %s\n' "${TODO[@]}" >&2
+}
+die() { printf 'provision: ERROR: %s\n' "$*" >&2; show_todo; exit 1; }
 
 # --- who can do what ----------------------------------------------------------------------
 SUDO=()
@@ -32,7 +39,6 @@ if [[ $EUID -ne 0 ]]; then
     fi
 fi
 as_root() { "${SUDO[@]}" "$@"; }
-TODO=()  # commands the user must run as root because we could not
 
 if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
     die "this script knows apt-based systems (Debian 12, Ubuntu 24.04); elsewhere see environment.yml and docs/setup.md"
@@ -185,10 +191,12 @@ fi
 # --- the venv (no root needed) ------------------------------------------------------------
 PY=/usr/bin/python3
 [[ -x $PY ]] || die "$PY is missing: as root run: apt-get install -y python3 python3-venv"
-if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+# `import pip`: without python3-venv, `python3 -m venv` fails after making bin/python, leaving
+# a venv that runs but has no pip; recreate that too.
+if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/null; then
     log "venv: creating $VENV (--system-site-packages, so the distro's bcc imports)"
     "$PY" -m venv --clear --system-site-packages "$VENV" \
-        || die "could not create $VENV: install python3-venv (as root: apt-get install -y python3-venv)"
+        || die "could not create $VENV (see above); without python3-venv, as root: apt-get install -y python3-venv"
     rm -f "$STAMP"
 elif ! grep -Eqi '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
     log "venv: turning on --system-site-packages (needed for bcc)"
@@ -200,7 +208,8 @@ if [[ -f $STAMP && "$(<"$STAMP")" == "$want" && -x $VENV/bin/netsprint ]]; then
     log "python packages: up to date (pyproject.toml unchanged; pip skipped)"
 else
     log "pip install -e '.[dev]' into $VENV (a minute or two the first time)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "${ROOT}[dev]"
+    PIP_ROOT_USER_ACTION=ignore "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -e "${ROOT}[dev]" || die "pip install failed (its output is above)"
     printf '%s\n' "$want" >"$STAMP"
 fi
 
@@ -210,9 +219,8 @@ if [[ ${#UNAVAILABLE[@]} -gt 0 ]]; then printf '%s\n' "${UNAVAILABLE[@]}" >>"$UN
     || warn "bcc does not import in $VENV: python3-bpfcc is missing (eBPF weeks and bpf tests will not run)"
 
 if [[ ${#TODO[@]} -gt 0 ]]; then
-    warn "not root and no sudo: these parts need root. Run as root:"
-    for c in "${TODO[@]}"; do printf '    %s\n' "$c" >&2; done
-    log "done, except the root-only steps above (week 1-2 notebooks work without them)"
+    show_todo
+    log "done, except the root-only steps above (weeks 0-2 work without them)"
 else
     log "done"
 fi

@@ -1,8 +1,8 @@
 """The set-up files agree with each other and with the tools that read them.
 
 environment.yml mirrors pyproject.toml (names and version bounds); scripts/provision.sh and
-.ci/run parse and pass shellcheck; the Vagrantfile validates; `make clean` never touches the
-learner's notebooks.
+.ci/run parse and pass shellcheck, and a second provision run installs nothing; the
+Vagrantfile validates; `make clean` never touches the learner's notebooks.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -114,6 +115,22 @@ def test_shell_scripts_pass_shellcheck(script):
     proc = subprocess.run([shellcheck, "--shell=bash", str(ROOT / script)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.interop
+def test_provision_runs_again_without_installing_anything():
+    """`make test` has just provisioned this venv, so a second run must skip apt and pip."""
+    venv = Path(sys.prefix)
+    if not (venv / ".netsprint-pip-stamp").exists():
+        pytest.skip(f"{venv} was not made by scripts/provision.sh: run the tests with `make test`")
+    proc = subprocess.run(["bash", str(ROOT / "scripts/provision.sh")], cwd=ROOT,
+                          env=dict(os.environ, NETSPRINT_VENV=str(venv)), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "python packages: up to date" in proc.stdout, proc.stdout
+    if os.geteuid() == 0:
+        assert "system packages: all present" in proc.stdout, proc.stdout
+        assert "tracefs: mounted" in proc.stdout and "needs root" not in proc.stderr
 
 
 @pytest.mark.unit

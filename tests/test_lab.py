@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from netsprint.course.grading import descendants
 
 pytestmark = pytest.mark.interop
 
@@ -43,34 +44,34 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.fixture
 def lab():
-    """The same server `make lab` starts (see Makefile), on a free port."""
-    port, token = free_port(), secrets.token_urlsafe(16)
-    jupyter = Path(sys.executable).with_name("jupyter")
-    proc = subprocess.Popen(
-        [str(jupyter), "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         "--ServerApp.root_dir=notebooks"],
-        cwd=REPO, env={**os.environ, "JUPYTER_TOKEN": token},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    """`make lab` itself, on a free port; yields (base URL, token, server pid)."""
+    port = free_port()
+    proc = subprocess.Popen(["make", "--no-print-directory", "lab", f"LAB_PORT={port}"],
+                            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # provision.sh runs first (a fraction of a second)
         while time.monotonic() < deadline:
+            token_file = REPO / ".venv" / "jupyter-token"
+            token = token_file.read_text().strip() if token_file.exists() else ""
             try:
-                if get(f"{base}/api/status?token={token}")[0] == 200:
+                if token and get(f"{base}/api/status?token={token}")[0] == 200:
                     break
             except OSError:
-                time.sleep(0.3)
+                pass
+            assert proc.poll() is None, "make lab exited early"
+            time.sleep(0.3)
         else:
-            pytest.fail("JupyterLab did not answer within 60 s")
-        yield base, token
+            pytest.fail("make lab did not serve JupyterLab within 120 s")
+        yield base, token, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
 
 
 def test_lab_serves_the_workbook_with_nbgrader(lab):
-    base, token = lab
+    base, token, pid = lab
     status, page = get(f"{base}/lab?token={token}")
     assert status == 200 and b"JupyterLab" in page
     assert get(f"{base}/lab")[0] in (302, 403), "the server must not be open without its token"
@@ -83,3 +84,12 @@ def test_lab_serves_the_workbook_with_nbgrader(lab):
     status, body = get(f"{base}/api/contents?token={token}")
     listed = {item["name"] for item in json.loads(body)["content"]}
     assert {"week00", "week01"} <= listed, "the lab must open on notebooks/"
+
+    # JupyterLab terminals inherit the server's PATH, which must start with the venv so
+    # `netsprint ...` works there as the README says.
+    server = next(p for p in descendants(pid)
+                  if b"jupyter" in Path(f"/proc/{p}/cmdline").read_bytes())
+    environ = dict(item.split("=", 1) for item in
+                   Path(f"/proc/{server}/environ").read_text().split("\0") if "=" in item)
+    venv_bin = str(Path(sys.executable).parent)
+    assert environ["PATH"].split(":")[0] in (venv_bin, str(REPO / ".venv" / "bin")), environ["PATH"]

@@ -242,7 +242,12 @@ def test_json_shape(course, capsys):
     assert (first["problems_planned"], first["problems_planned_cumulative"],
             first["problems_solved"]) == (6, 6, 1)
     assert weeks[1]["status"] == "behind" and weeks[3]["status"] == "in progress"
-    assert [w["week"] for w in weeks if w["checkpoint"]] == [7, 19, 26]
+    assert [(w["week"], w["checkpoint"]) for w in weeks if w["checkpoint"]] == [
+        (7, 1), (19, 2), (26, 3)]
+    assert (first["starts"], first["ends"]) == ("2026-11-23", "2026-11-29")
+    assert first["notebooks"][0] == {
+        "notebook": "01-event-loop.ipynb", "planned": True, "graded": True, "score": 20,
+        "max_score": 20, "passed": True, "error": None, "problems_solved": 1}
     assert data["orientation"]["week"] == 0
     assert data["problems"] == {"solved": 2, "planned_to_date": 24, "due": 18,
                                 "total_planned": 180, "pace": "behind"}

@@ -109,16 +109,20 @@ class PaceRule:
 
 @dataclass(frozen=True)
 class ProblemPace:
-    """The plan's weekly problem counts, and the week that makes up the total."""
+    """The plan's weekly problem counts (weeks 1..25); the last week makes up the total."""
 
     per_week: tuple[PaceRule, ...]
-    plan_weekly_sum: int
     total: int
-    remainder_week: int
+    """The category table's total, which the weekly counts fall short of."""
     note: str
 
+    @property
+    def plan_weekly_sum(self) -> int:
+        """What the weekly counts add up to by week 25 (166: 14 short of 180)."""
+        return sum(r.count * (r.last_week - r.first_week + 1) for r in self.per_week)
+
     def expected_count(self, week: int) -> int:
-        if week == self.remainder_week:
+        if week == LAST_WEEK:
             return self.total - self.plan_weekly_sum
         for rule in self.per_week:
             if rule.first_week <= week <= rule.last_week:
@@ -204,12 +208,6 @@ class Plan:
                 return phase
         raise CourseError(f"there is no phase {phase_id!r}")
 
-    def category(self, category_id: str) -> Category:
-        for category in self.categories:
-            if category.id == category_id:
-                return category
-        raise CourseError(f"there is no problem category {category_id!r}")
-
     @property
     def checkpoints(self) -> tuple[Checkpoint, ...]:
         return tuple(w.checkpoint for w in self.weeks if w.checkpoint is not None)
@@ -250,6 +248,8 @@ def validate_plan(data: Any, source: str = "plan.yaml") -> Plan:
 # --------------------------------------------------------------------------- validation
 
 _Types = type | tuple[type, ...]
+_TYPE_NAMES = {str: "text", int: "a whole number", (int, float): "a number", list: "a list",
+               Mapping: "a mapping"}
 
 
 class _Validator:
@@ -283,33 +283,24 @@ class _Validator:
             if nullable:
                 return None
             raise self.fail(where, name, "must not be empty")
-        if isinstance(value, bool) and bool not in _as_tuple(types):
-            raise self.fail(where, name, f"expected {_type_names(types)}, got a boolean")
-        if not isinstance(value, types):
+        if isinstance(value, bool) or not isinstance(value, types):
             raise self.fail(where, name,
-                            f"expected {_type_names(types)}, got {type(value).__name__}")
+                            f"expected {_TYPE_NAMES[types]}, got {type(value).__name__}")
         if isinstance(value, str) and not value.strip():
             raise self.fail(where, name, "must not be blank")
         return value
 
     def number(self, m: Mapping[str, Any], key: str, where: str, field: str,
-               minimum: float = 0) -> float:
-        value = self.get(m, key, (int, float), where, field)
+               minimum: int = 0, types: _Types = int) -> int:
+        """A whole number (or, with `types=(int, float)`, any number) >= `minimum`."""
+        value = self.get(m, key, types, where, field)
         if value < minimum:
             raise self.fail(where, _join(field, key), f"must be >= {minimum}, got {value}")
         return value
 
-    def count(self, m: Mapping[str, Any], key: str, where: str, field: str,
-              minimum: int = 0) -> int:
-        value = self.get(m, key, int, where, field)
-        if value < minimum:
-            raise self.fail(where, _join(field, key), f"must be >= {minimum}, got {value}")
-        return value
-
-    def items(self, m: Mapping[str, Any], key: str, where: str, field: str,
-              allow_empty: bool = False) -> list[Any]:
+    def items(self, m: Mapping[str, Any], key: str, where: str, field: str) -> list[Any]:
         value = self.get(m, key, list, where, field)
-        if not value and not allow_empty:
+        if not value:
             raise self.fail(where, _join(field, key), "must not be an empty list")
         return value
 
@@ -370,11 +361,11 @@ class _Validator:
                                            "weekend_days", "weekly_hours", "note",
                                            "weekday_blocks", "weekend_blocks"})
         schedule = Schedule(
-            weekday_hours=self.number(m, "weekday_hours", where, f),
-            weekdays=self.count(m, "weekdays", where, f),
-            weekend_hours=self.number(m, "weekend_hours", where, f),
-            weekend_days=self.count(m, "weekend_days", where, f),
-            weekly_hours=self.number(m, "weekly_hours", where, f, minimum=1),
+            weekday_hours=self.number(m, "weekday_hours", where, f, types=(int, float)),
+            weekdays=self.number(m, "weekdays", where, f),
+            weekend_hours=self.number(m, "weekend_hours", where, f, types=(int, float)),
+            weekend_days=self.number(m, "weekend_days", where, f),
+            weekly_hours=self.number(m, "weekly_hours", where, f, minimum=1, types=(int, float)),
             note=self.get(m, "note", str, where, f),
             weekday_blocks=self.blocks(m, "weekday_blocks"),
             weekend_blocks=self.blocks(m, "weekend_blocks"),
@@ -399,7 +390,7 @@ class _Validator:
             out.append(TimeBlock(self.get(b, "time", str, where, f),
                                  self.get(b, "what", str, where, f),
                                  self.get(b, "what_zh", str, where, f, nullable=True),
-                                 self.count(b, "minutes", where, f, minimum=1)))
+                                 self.number(b, "minutes", where, f, minimum=1)))
         return tuple(out)
 
     def phases(self, items: list[Any]) -> tuple[Phase, ...]:
@@ -453,7 +444,7 @@ class _Validator:
                 id=self.get(m, "id", str, where, f),
                 name=self.get(m, "name", str, where, f),
                 name_zh=self.get(m, "name_zh", str, where, f),
-                total=self.count(m, "total", where, f, minimum=1),
+                total=self.number(m, "total", where, f, minimum=1),
                 examples=self.strings(m, "examples", where, f),
                 examples_zh=self.strings(m, "examples_zh", where, f),
             )
@@ -464,8 +455,7 @@ class _Validator:
 
     def pace(self, value: Any, categories: tuple[Category, ...]) -> ProblemPace:
         where, f = "plan", "problem_pace"
-        m = self.mapping(value, where, f, {"per_week", "plan_weekly_sum", "total",
-                                           "remainder_week", "note"})
+        m = self.mapping(value, where, f, {"per_week", "note"})
         rules: list[PaceRule] = []
         for i, item in enumerate(self.items(m, "per_week", where, f)):
             rf = f"{f}.per_week[{i}]"
@@ -475,30 +465,17 @@ class _Validator:
             if first != expected_first:
                 raise self.fail(where, f"{rf}.weeks",
                                 f"expected the rule to start at week {expected_first}, got {first}")
-            rules.append(PaceRule(first, last, self.count(r, "count", where, rf, minimum=1)))
-        pace = ProblemPace(
-            per_week=tuple(rules),
-            plan_weekly_sum=self.count(m, "plan_weekly_sum", where, f),
-            total=self.count(m, "total", where, f, minimum=1),
-            remainder_week=self.count(m, "remainder_week", where, f),
-            note=self.get(m, "note", str, where, f),
-        )
-        if pace.remainder_week != LAST_WEEK or rules[-1].last_week != LAST_WEEK - 1:
-            raise self.fail(where, f"{f}.remainder_week",
-                            f"the rules must cover weeks 1..{LAST_WEEK - 1} and week "
-                            f"{LAST_WEEK} must carry the remainder")
-        weekly_sum = sum(r.count * (r.last_week - r.first_week + 1) for r in rules)
-        if weekly_sum != pace.plan_weekly_sum:
-            raise self.fail(where, f"{f}.plan_weekly_sum",
-                            f"the per_week rules add up to {weekly_sum}, not "
-                            f"{pace.plan_weekly_sum}")
-        category_total = sum(c.total for c in categories)
-        if pace.total != category_total:
-            raise self.fail(where, f"{f}.total",
-                            f"{pace.total} differs from the category totals' sum "
-                            f"{category_total}")
-        if pace.total - pace.plan_weekly_sum < 0:
-            raise self.fail(where, f"{f}.total", "is smaller than plan_weekly_sum")
+            rules.append(PaceRule(first, last, self.number(r, "count", where, rf, minimum=1)))
+        if rules[-1].last_week != LAST_WEEK - 1:
+            raise self.fail(where, f"{f}.per_week",
+                            f"the rules must cover weeks 1..{LAST_WEEK - 1}: week {LAST_WEEK} "
+                            f"carries the remainder")
+        pace = ProblemPace(per_week=tuple(rules), total=sum(c.total for c in categories),
+                           note=self.get(m, "note", str, where, f))
+        if pace.total < pace.plan_weekly_sum:
+            raise self.fail(where, f"{f}.per_week",
+                            f"the rules add up to {pace.plan_weekly_sum}, more than the category "
+                            f"table's total {pace.total}")
         return pace
 
     def weeks(self, items: list[Any], schedule: Schedule, phases: tuple[Phase, ...],
@@ -534,7 +511,7 @@ class _Validator:
                             f"{phase.first_week}..{phase.last_week}, not {number}")
         hours = schedule.weekly_hours
         if "hours" in m:
-            hours = self.number(m, "hours", where, "", minimum=0)
+            hours = self.number(m, "hours", where, "", types=(int, float))
 
         tasks = []
         for i, item in enumerate(self.items(m, "tasks", where, "")):
@@ -581,11 +558,11 @@ class _Validator:
         where, f = f"week {week}", "problems"
         m = self.mapping(value, where, f, {"count", "focus", "focus_zh", "categories"},
                          {"note"})
-        count = self.count(m, "count", where, f)
+        count = self.number(m, "count", where, f)
         expected = pace.expected_count(week)
         if count != expected:
-            if week == pace.remainder_week:
-                why = (f"week {week} carries the remainder: total {pace.total} - "
+            if week == LAST_WEEK:
+                why = (f"week {week} carries the remainder: the category table's {pace.total} - "
                        f"{pace.plan_weekly_sum} planned in weeks 1..{week - 1}")
             elif week == FIRST_WEEK:
                 why = "the orientation week has no problems"
@@ -625,7 +602,7 @@ class _Validator:
             raise self.fail(where, f, f"week {week} must have a checkpoint")
         m = self.mapping(value, where, f, {"number", "title", "title_zh", "problems_target",
                                            "goals"})
-        number = self.count(m, "number", where, f, minimum=1)
+        number = self.number(m, "number", where, f, minimum=1)
         expected_number = CHECKPOINT_WEEKS.index(week) + 1
         if number != expected_number:
             raise self.fail(where, "checkpoint.number",
@@ -635,7 +612,7 @@ class _Validator:
             week=week,
             title=self.get(m, "title", str, where, f),
             title_zh=self.get(m, "title_zh", str, where, f),
-            problems_target=self.count(m, "problems_target", where, f),
+            problems_target=self.number(m, "problems_target", where, f),
             goals=tuple(self.term(g, where, f"checkpoint.goals[{i}]")
                         for i, g in enumerate(self.items(m, "goals", where, f))),
         )
@@ -653,23 +630,7 @@ class _Validator:
                 raise self.fail("plan", f"categories.{category.id}.total",
                                 f"the weeks allocate {allocated} {category.id} problems, "
                                 f"the category table says {category.total}")
-        if plan.total_problems != plan.problem_pace.total:
-            raise self.fail("plan", "problem_pace.total",
-                            f"the weeks plan {plan.total_problems} problems, not "
-                            f"{plan.problem_pace.total}")
 
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
-
-
-def _as_tuple(types: _Types) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def _type_names(types: _Types) -> str:
-    names = {int: "a whole number", float: "a number", str: "text", list: "a list",
-             bool: "true/false"}
-    if set(_as_tuple(types)) == {int, float}:
-        return "a number"
-    return " or ".join(names.get(t, getattr(t, "__name__", str(t))) for t in _as_tuple(types))

@@ -7,8 +7,8 @@ PNG chart (`render_chart`; `progress_figure` returns the Figure for inline displ
 `chart_png` the PNG bytes; `load_report` builds the report from the course's files).
 
 Rules
-- A notebook *passes* when it was graded without error and scored at least
-  `PASS_FRACTION` (100%) of its maximum; a notebook with no graded cells passes once graded.
+- A notebook *passes* when it was graded without error and scored its maximum; a notebook
+  with no graded cells passes once graded.
 - A week is `done` when every notebook the plan lists for it, and every other notebook
   graded under that week, passes. Otherwise it is `behind` when the calendar says the week
   has ended, `in progress` when something in it has scored or passed, else `not started`.
@@ -25,7 +25,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,6 @@ from netsprint.errors import CourseError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PASS_FRACTION = 1.0
 PROBLEM_PREFIX = "problem_"
 
 DONE = "done"
@@ -54,119 +53,96 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
-class CellGrade:
-    name: str
-    score: float
-    max_score: float
-    message: str | None
-
-    @property
-    def is_problem(self) -> bool:
-        return self.name.startswith(PROBLEM_PREFIX)
-
-    @property
-    def full_marks(self) -> bool:
-        return self.max_score > 0 and abs(self.score - self.max_score) < _EPS
-
-
-@dataclass(frozen=True)
 class NotebookGrade:
-    """One notebook's entry in grades.json."""
+    """One notebook's entry in grades.json, as far as progress needs it."""
 
     week: int
     notebook: str
     score: float
     max_score: float
-    graded_at: str | None
     error: str | None
-    cells: tuple[CellGrade, ...]
+    problems_solved: int
 
     @property
     def passed(self) -> bool:
-        if self.error is not None:
-            return False
-        return self.max_score <= 0 or self.score >= PASS_FRACTION * self.max_score - _EPS
-
-    @property
-    def problems_solved(self) -> int:
-        return sum(1 for c in self.cells if c.is_problem and c.full_marks)
+        return self.error is None and (self.max_score <= 0 or self.score >= self.max_score - _EPS)
 
 
 Grades = dict[str, NotebookGrade]
 """Keyed by "weekNN/notebook.ipynb"."""
 
 
+class _Corrupt(Exception):
+    """What is wrong with the grades data; parse_grades turns it into a CourseError."""
+
+
 def parse_grades(data: Any, source: str = "grades.json") -> Grades:
-    """Check the grader's JSON (see module docstring); CourseError says what is wrong."""
+    """Check the grader's JSON (`{"version": 1, "notebooks": {key: entry}}`, each entry with
+    week, notebook, score, max_score, error and cells: name, score, max_score)."""
+    try:
+        return _parse_grades(data)
+    except _Corrupt as exc:
+        raise CourseError(f"{source} is corrupt ({exc}): run `netsprint grade` to rebuild it, "
+                          "or move it aside") from None
 
-    def bad(detail: str) -> CourseError:
-        return CourseError(f"{source} is corrupt ({detail}): run `netsprint grade` to rebuild "
-                           "it, or move it aside")
 
+def _parse_grades(data: Any) -> Grades:
     if not isinstance(data, Mapping):
-        raise bad("expected a JSON object")
+        raise _Corrupt("expected a JSON object")
     if data.get("version") != GRADES_VERSION:
-        raise bad(f"version is {data.get('version')!r}, expected {GRADES_VERSION}")
+        raise _Corrupt(f"version is {data.get('version')!r}, expected {GRADES_VERSION}")
     notebooks = data.get("notebooks")
     if not isinstance(notebooks, Mapping):
-        raise bad("'notebooks' must be an object")
+        raise _Corrupt("'notebooks' must be an object")
     grades: Grades = {}
     for key, entry in notebooks.items():
         if not isinstance(entry, Mapping):
-            raise bad(f"{key}: expected an object")
+            raise _Corrupt(f"{key}: expected an object")
         try:
             week = week_number(str(entry.get("week")))
         except CourseError as exc:
-            raise bad(f"{key}: week: {exc}") from None
+            raise _Corrupt(f"{key}: week: {exc}") from None
         notebook = entry.get("notebook")
         if not isinstance(notebook, str) or not notebook:
-            raise bad(f"{key}: notebook must be a file name")
-        score, max_score = (_number(entry.get(k), lambda d, k=k: bad(f"{key}: {k} {d}"))
-                            for k in ("score", "max_score"))
-        cells = []
-        raw_cells = entry.get("cells", [])
-        if not isinstance(raw_cells, list):
-            raise bad(f"{key}: cells must be a list")
-        for i, cell in enumerate(raw_cells):
+            raise _Corrupt(f"{key}: notebook must be a file name")
+        cells = entry.get("cells", [])
+        if not isinstance(cells, list):
+            raise _Corrupt(f"{key}: cells must be a list")
+        solved = 0
+        for i, cell in enumerate(cells):
             if not isinstance(cell, Mapping) or not isinstance(cell.get("name"), str):
-                raise bad(f"{key}: cells[{i}] needs a name")
-            cells.append(CellGrade(
-                name=cell["name"],
-                score=_number(cell.get("score"), lambda d, i=i: bad(f"{key}: cells[{i}].score {d}")),
-                max_score=_number(cell.get("max_score"),
-                                  lambda d, i=i: bad(f"{key}: cells[{i}].max_score {d}")),
-                message=_optional_str(cell.get("message")),
-            ))
+                raise _Corrupt(f"{key}: cells[{i}] needs a name")
+            score = _number(cell, "score", f"{key}: cells[{i}]")
+            max_score = _number(cell, "max_score", f"{key}: cells[{i}]")
+            # a problem is solved at full marks; a cell worth nothing solves nothing
+            if (cell["name"].startswith(PROBLEM_PREFIX) and max_score > 0
+                    and abs(score - max_score) < _EPS):
+                solved += 1
+        error = entry.get("error")
         grades[f"{week_name(week)}/{notebook}"] = NotebookGrade(
-            week=week, notebook=notebook, score=score, max_score=max_score,
-            graded_at=_optional_str(entry.get("graded_at")),
-            error=_optional_str(entry.get("error")), cells=tuple(cells),
+            week=week, notebook=notebook,
+            score=_number(entry, "score", key), max_score=_number(entry, "max_score", key),
+            error=None if error is None else str(error), problems_solved=solved,
         )
     return grades
 
 
-def read_grades(path: Path) -> Grades:
-    """The grades file; missing means nothing graded yet."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CourseError(f"{path} is corrupt (not valid JSON: {exc}): run `netsprint grade` "
-                          "to rebuild it, or move it aside") from exc
-    return parse_grades(data, source=str(path))
-
-
-def _number(value: Any, bad) -> float:
+def _number(entry: Mapping[str, Any], field: str, where: str) -> float:
+    value = entry.get(field)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise bad(f"must be a number, got {value!r}")
+        raise _Corrupt(f"{where}: {field} must be a number, got {value!r}")
     if value < 0:
-        raise bad(f"must not be negative, got {value!r}")
+        raise _Corrupt(f"{where}: {field} must not be negative, got {value!r}")
     return float(value)
 
 
-def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+def read_grades(path: Path) -> Grades:
+    """The grades file; missing means nothing graded yet."""
+    try:
+        data = read_json(path, {"version": GRADES_VERSION, "notebooks": {}})
+    except CourseError as exc:
+        raise CourseError(f"{exc}, or run `netsprint grade` to rebuild it") from None
+    return parse_grades(data, source=str(path))
 
 
 # --------------------------------------------------------------------------- start date
@@ -219,11 +195,6 @@ class NotebookProgress:
     error: str | None
     problems_solved: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "planned": self.planned, "graded": self.graded,
-                "score": self.score, "max_score": self.max_score, "passed": self.passed,
-                "error": self.error, "problems_solved": self.problems_solved}
-
 
 @dataclass(frozen=True)
 class WeekProgress:
@@ -235,6 +206,7 @@ class WeekProgress:
     score: float
     max_score: float
     checkpoint: int | None
+    """The checkpoint's number (1..3), None for other weeks."""
     starts: date | None
     ends: date | None
     notebooks: tuple[NotebookProgress, ...]
@@ -245,19 +217,6 @@ class WeekProgress:
     @property
     def fraction(self) -> float:
         return self.score / self.max_score if self.max_score > 0 else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "week": self.week, "title": self.title, "title_zh": self.title_zh,
-            "phase": self.phase, "score": self.score, "max_score": self.max_score,
-            "status": self.status, "checkpoint": self.checkpoint is not None,
-            "checkpoint_number": self.checkpoint,
-            "starts": _iso(self.starts), "ends": _iso(self.ends),
-            "problems_planned": self.problems_planned,
-            "problems_planned_cumulative": self.problems_planned_cumulative,
-            "problems_solved": self.problems_solved,
-            "notebooks": [n.to_json() for n in self.notebooks],
-        }
 
 
 @dataclass(frozen=True)
@@ -270,10 +229,6 @@ class ProblemProgress:
     total_planned: int
     pace: str | None
     """'ahead', 'on pace' or 'behind' (None: no start date)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"solved": self.solved, "planned_to_date": self.planned_to_date,
-                "due": self.due, "total_planned": self.total_planned, "pace": self.pace}
 
 
 @dataclass(frozen=True)
@@ -299,16 +254,6 @@ class Report:
     def elapsed_weeks(self) -> float | None:
         """Weeks since the start (0.0 = first day of week 1); None without a start date."""
         return None if self.start is None else (self.today - self.start).days / 7
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "start": _iso(self.start), "today": self.today.isoformat(),
-            "current_week": self.current_week, "calendar_over": self.calendar_over,
-            "next_week": self.next_week, "next_step": self.next_step,
-            "orientation": self.orientation.to_json(),
-            "weeks": [w.to_json() for w in self.weeks],
-            "problems": self.problems.to_json(),
-        }
 
 
 def week_dates(start: date, week: int) -> tuple[date, date]:
@@ -409,10 +354,6 @@ def _next_step(rows: list[WeekProgress], next_week: int | None, problems: Proble
     return step
 
 
-def _iso(day: date | None) -> str | None:
-    return None if day is None else day.isoformat()
-
-
 def _num(x: float) -> str:
     return f"{x:g}"
 
@@ -430,7 +371,7 @@ def print_report(report: Report, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    calendar = report.start is not None
+    show_from = report.start is not None and console.width >= 100
     wide = console.width >= 120
     table = Table(title="netsprint progress · 26-week plan · 26周计划", title_justify="left",
                   pad_edge=False)
@@ -440,7 +381,7 @@ def print_report(report: Report, console=None) -> None:
         table.add_column("标题", overflow="fold")
     else:
         table.add_column("title · 标题", overflow="fold")
-    if calendar and console.width >= 100:
+    if show_from:
         table.add_column("from", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -452,7 +393,7 @@ def print_report(report: Report, console=None) -> None:
             marker = (marker + " ◀ now").strip()
         cells = [str(row.week)]
         cells += [row.title, row.title_zh] if wide else [f"{row.title}\n{row.title_zh}"]
-        if calendar and console.width >= 100:
+        if show_from:
             cells.append(f"{row.starts:%m-%d}")
         cells += [
             f"{_num(row.score)}/{_num(row.max_score)}" if row.max_score else "-",
@@ -587,7 +528,7 @@ def render_chart(report: Report, path: Path) -> Path:
     """Write the chart as PNG; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    progress_figure(report).savefig(path, dpi=110)
+    path.write_bytes(chart_png(report))
     return path
 
 
@@ -622,8 +563,9 @@ def main(start: str | None = None, as_json: bool = False, chart: Path | None = N
     chart_path = render_chart(report, Path(chart) if chart else
                               course.state_dir / "progress.png")
     if as_json:
-        data = {**report.to_json(), "chart": str(chart_path)}
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        data = {**asdict(report), "chart": str(chart_path)}
+        sys.stdout.write(json.dumps(data, default=date.isoformat, ensure_ascii=False, indent=2)
+                         + "\n")
         return 0
     from rich.console import Console
 
