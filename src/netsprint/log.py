@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -16,7 +17,7 @@ def setup_logging(level: str | int = "INFO") -> None:
     if any(isinstance(h, RichHandler) for h in root.handlers):
         root.setLevel(level)
         return
-    handler = RichHandler(show_path=False, rich_tracebacks=False)
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
