@@ -44,6 +44,30 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return grade_main(args.weeks, notebooks=args.notebooks, as_json=args.json, root=args.root)
 
 
+def _cmd_signal_server(args: argparse.Namespace) -> int:
+    from netsprint.signaling.command import run_signal_server
+
+    return run_signal_server(args)
+
+
+def _cmd_stun_server(args: argparse.Namespace) -> int:
+    from netsprint.stun.command import run_stun_server
+
+    return run_stun_server(args)
+
+
+def _cmd_nat_type(args: argparse.Namespace) -> int:
+    from netsprint.stun.command import run_nat_type
+
+    return run_nat_type(args)
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from netsprint.lab.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netsprint", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +110,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     course_root(p)
     p.set_defaults(handler=_cmd_grade)
+    p = sub.add_parser("signal-server", help="week 2: the signaling server")
+    p.add_argument("--listen", default="127.0.0.1:7001", metavar="HOST:PORT")
+    p.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="close a client silent for this long")
+    p.add_argument("--max-frame-bytes", type=int, default=65536, metavar="BYTES")
+    p.set_defaults(handler=_cmd_signal_server)
+
+    p = sub.add_parser("stun-server", help="week 3: a STUN server (RFC 5780 with --alt)")
+    p.add_argument("--listen", default="127.0.0.1:3478", metavar="IP:PORT")
+    p.add_argument("--alt", default=None, metavar="IP2",
+                   help="a second address: serve RFC 5780 on 2 IPs x 2 ports (PORT, PORT+1)")
+    p.set_defaults(handler=_cmd_stun_server)
+
+    p = sub.add_parser("nat-type", help="week 3: find the NAT type in front of this host")
+    p.add_argument("--server", required=True, metavar="IP:PORT",
+                   help="a STUN server; RFC 5780 support gives the full answer")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per-test timeout (default 3.0: silence is an answer in the filtering "
+                        "tests; RFC 5389's full schedule would wait 39.5 s per silent test)")
+    p.set_defaults(handler=_cmd_nat_type)
+
+    p = sub.add_parser("lab", help="weeks 3-7: the NAT lab in network namespaces (root)")
+    lab = p.add_subparsers(dest="lab_command", required=True)
+    q = lab.add_parser("up", help="build a lab: internet, two NAT routers, a peer behind each")
+    q.add_argument("--name", default="ns", help="the lab's name prefix")
+    q.add_argument("--nat-a", default="port-restricted", help="NAT type of router a")
+    q.add_argument("--nat-b", default="port-restricted", help="NAT type of router b")
+    q = lab.add_parser("down", help="tear a lab down")
+    q.add_argument("--name", default="ns")
+    q.add_argument("--all", action="store_true", help="every netsprint lab on this machine")
+    q = lab.add_parser("nat", help="change a router's NAT type")
+    q.add_argument("type", help="none, full-cone, restricted, port-restricted or symmetric")
+    q.add_argument("--side", choices=["a", "b"], default="a")
+    q.add_argument("--name", default="ns")
+    q = lab.add_parser("shell", help="a shell (or a command) inside one of the lab's nodes")
+    q.add_argument("node", help="peer-a, peer-b, nat-a, nat-b or internet")
+    q.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (default: $SHELL)")
+    q.add_argument("--name", default="ns")
+    q = lab.add_parser("classify", help="our NAT detector beside coturn's, behind every NAT type")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--types", nargs="*", default=None, help="default: all")
+    p.set_defaults(handler=_cmd_lab)
     return parser
 
 

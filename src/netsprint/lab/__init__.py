@@ -1,0 +1,22 @@
+"""The NAT lab (weeks 3-7): namespaces, nftables NAT recipes and coturn as an outside referee.
+
+- `topology`: `NatLab`, an "internet" bridge with two STUN addresses, two NAT routers and a
+  peer behind each, all inside network namespaces (the root namespace gets nothing).
+- `nat_types`: one nftables script per NAT type, loaded into a router's own namespace.
+- `coturn`: Debian coturn's `turnserver` and `turnutils_natdiscovery`, started and parsed.
+- `command`: `netsprint lab up|down|nat|shell|classify`.
+
+`LabError` is defined here (not in a submodule) so every submodule can raise it without
+importing another; it derives from the one error root.
+"""
+
+from __future__ import annotations
+
+from netsprint.errors import NetsprintError
+
+
+class LabError(NetsprintError):
+    """A lab command failed: `ip`/`nft` refused, a process did not come up, a run timed out."""
+
+
+__all__ = ["LabError"]

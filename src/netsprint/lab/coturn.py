@@ -1,0 +1,328 @@
+"""Debian coturn as an outside referee: its `turnserver` and `turnutils_natdiscovery`.
+
+`start_turnserver()` runs a STUN server we did not write, so our client can be checked
+against it and our server can be checked by its client. `run_natdiscovery()` runs coturn's
+RFC 5780 behaviour discovery and reads its verdict in the vocabulary our own detector uses
+("endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown").
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netsprint.errors import CapabilityError
+from netsprint.lab import LabError
+from netsprint.lab.topology import netns_argv, socket_in_netns
+
+ENDPOINT_INDEPENDENT = "endpoint-independent"
+ADDRESS_DEPENDENT = "address-dependent"
+ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
+UNKNOWN = "unknown"
+BEHAVIOURS = (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT, UNKNOWN)
+
+INSTALL_HINT = "install Debian's coturn: `apt-get install coturn` (scripts/provision.sh does)"
+READY_TIMEOUT = 10.0  # seconds for turnserver to answer its first Binding request
+STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
+PROBE_INTERVAL = 0.1  # seconds between readiness probes
+
+# RFC 5389 section 6: a Binding request (0x0001) with no attributes is the 20-byte header:
+# type, length 0, the magic cookie, a 96-bit transaction id. A success response is 0x0101.
+BINDING_REQUEST = 0x0001
+BINDING_SUCCESS = 0x0101
+MAGIC_COOKIE = 0x2112A442
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise CapabilityError(f"`{tool}` not found", INSTALL_HINT)
+    return path
+
+
+# --- turnserver ------------------------------------------------------------------------------
+
+@dataclass
+class TurnServer:
+    """Owns one running `turnserver` process and its working directory (log, pidfile).
+
+    It does not own the namespace it runs in. Use it as a context manager: leaving the block
+    stops the process by its PID (SIGTERM, then SIGKILL after a grace period), even when the
+    block raises. `alt_port` is the second port RFC 5780's CHANGE-REQUEST answers from.
+    """
+
+    ips: list[str]
+    port: int
+    alt_port: int
+    netns: str | None
+    workdir: Path
+    process: subprocess.Popen
+    owns_workdir: bool = False
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The primary transport address (first IP, main port)."""
+        return self.ips[0], self.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "turnserver.log"
+
+    def log_text(self) -> str:
+        """The server's log and stderr so far (for failure messages)."""
+        parts = []
+        for path in (self.log_path, self.workdir / "stderr.txt"):
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """Terminate the process by PID; kill it if it ignores SIGTERM. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _terminate(self.process, STOP_GRACE)
+        finally:
+            if self.owns_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> TurnServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _terminate(process: subprocess.Popen, grace: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)
+
+
+def turnserver_argv(ips: list[str], port: int, workdir: Path, alt_port: int | None) -> list[str]:
+    """The command line: no config file, STUN only, plain UDP/TCP, our log and pidfile.
+
+    `-n` skips /etc/turnserver.conf, whose Debian default sets `no-rfc5780`; two
+    `--listening-ip` give RFC 5780's second address (OTHER-ADDRESS, CHANGE-REQUEST).
+    """
+    argv = [_require("turnserver"), "-n", "--stun-only", "--no-tls", "--no-dtls", "--no-cli",
+            "--listening-port", str(port)]
+    for ip in ips:
+        argv += ["--listening-ip", ip]
+    if alt_port is not None:
+        argv += ["--alt-listening-port", str(alt_port)]
+    argv += ["--log-file", str(workdir / "turnserver.log"), "--simple-log", "--no-stdout-log",
+             "--pidfile", str(workdir / "turnserver.pid")]
+    return argv
+
+
+def start_turnserver(ips: list[str], port: int = 3478, *, netns: str | None = None,
+                     alt_port: int | None = None, log_dir: str | Path | None = None) -> TurnServer:
+    """Start coturn's STUN server on `ips` (two IPs: RFC 5780) and wait until it answers.
+
+    Runs inside `ip netns exec <netns>` when `netns` is given. The returned `TurnServer` is a
+    context manager that stops the process. Raises `CapabilityError` when coturn is missing,
+    `LabError` when the server exits or stays silent for `READY_TIMEOUT` seconds.
+    """
+    if not ips:
+        raise ValueError("start_turnserver needs at least one listening IP")
+    owns_workdir = log_dir is None
+    workdir = Path(tempfile.mkdtemp(prefix="netsprint-turn-") if owns_workdir else log_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        argv = netns_argv(netns, turnserver_argv(ips, port, workdir, alt_port))
+    except CapabilityError:
+        if owns_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    with open(workdir / "stderr.txt", "wb") as stderr:
+        # Own session: a Ctrl-C meant for the test runner must not reach the server before
+        # our clean-up does; we stop it ourselves by PID.
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=stderr, start_new_session=True)
+    server = TurnServer(list(ips), port, alt_port if alt_port is not None else port + 1,
+                        netns, workdir, process, owns_workdir)
+    try:
+        wait_for_binding(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_for_binding(server: TurnServer, timeout: float = READY_TIMEOUT) -> None:
+    """Poll the server with raw Binding requests until one is answered (bounded in time)."""
+    ip, port = server.address
+    deadline = time.monotonic() + timeout
+    with socket_in_netns(server.netns) as sock:
+        sock.settimeout(PROBE_INTERVAL)
+        while time.monotonic() < deadline:
+            if not server.running():
+                raise LabError(f"turnserver exited with status {server.process.returncode}:\n"
+                               f"{server.log_text()[-2000:]}")
+            if binding_answered(sock, (ip, port)):
+                return
+    raise LabError(f"turnserver on {ip}:{port} did not answer a Binding request within "
+                   f"{timeout:.0f} s:\n{server.log_text()[-2000:]}")
+
+
+def binding_request(transaction_id: bytes) -> bytes:
+    """RFC 5389 section 6: the 20-byte header of an attribute-less Binding request."""
+    return struct.pack("!HHI12s", BINDING_REQUEST, 0, MAGIC_COOKIE, transaction_id)
+
+
+def is_binding_success(data: bytes, transaction_id: bytes) -> bool:
+    """True for a Binding success response that answers `transaction_id`."""
+    if len(data) < 20:
+        return False
+    kind, _length, cookie = struct.unpack_from("!HHI", data)
+    return kind == BINDING_SUCCESS and cookie == MAGIC_COOKIE and data[8:20] == transaction_id
+
+
+def binding_answered(sock: socket.socket, address: tuple[str, int]) -> bool:
+    """Send one Binding request on `sock`; True if its answer arrives before the timeout."""
+    transaction_id = secrets.token_bytes(12)
+    try:
+        sock.sendto(binding_request(transaction_id), address)
+        while True:
+            data = sock.recv(2048)
+            if is_binding_success(data, transaction_id):
+                return True
+    except (TimeoutError, ConnectionRefusedError):
+        # Not listening yet: an ICMP port-unreachable surfaces as ECONNREFUSED on the next
+        # call, silence as the timeout. Both mean "ask again".
+        return False
+
+
+# --- turnutils_natdiscovery -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NatDiscovery:
+    """coturn's RFC 5780 verdict: mapping and filtering behaviour, plus what it saw.
+
+    `nat_present` is False when coturn saw its own local address reflected (it can only
+    tell when run with a local address, `-L`); `mapped_address` is the first reflexive
+    address; `raw` keeps the whole output for reports.
+    """
+
+    mapping: str
+    filtering: str
+    raw: str
+    rfc5780: bool = False
+    nat_present: bool | None = None
+    mapped_address: tuple[str, int] | None = None
+    local_address: tuple[str, int] | None = None
+
+
+# The verdict lines natdiscovery prints (coturn 4.6 src/apps/natdiscovery/natdiscovery.c).
+_MAPPING_VERDICTS = {
+    "NAT with Endpoint Independent Mapping!": ENDPOINT_INDEPENDENT,
+    "NAT with Address Dependent Mapping!": ADDRESS_DEPENDENT,
+    "NAT with Address and Port Dependent Mapping!": ADDRESS_AND_PORT_DEPENDENT,
+}
+_FILTERING_VERDICTS = {
+    "NAT with Endpoint Independent Filtering!": ENDPOINT_INDEPENDENT,
+    "NAT with Address Dependent Filtering!": ADDRESS_DEPENDENT,
+    "NAT with Address and Port Dependent Filtering!": ADDRESS_AND_PORT_DEPENDENT,
+}
+_NO_NAT = "No NAT!"
+_MAPPING_HEADER = "-= Mapping Behavior Discovery =-"
+_FILTERING_HEADER = "-= Filtering Behavior Discovery =-"
+_ADDRESS = r"[: ]+(\d{1,3}(?:\.\d{1,3}){3}):(\d+)"
+_REFLEXIVE = re.compile(r"UDP reflexive addr" + _ADDRESS)
+_LOCAL = re.compile(r"Local addr" + _ADDRESS)
+
+
+def _section(text: str, header: str) -> str:
+    """The part of natdiscovery's output after `header` up to the next `-= ... =-` header."""
+    start = text.find(header)
+    if start < 0:
+        return ""
+    body = text[start + len(header):]
+    end = body.find("\n-= ")
+    return body if end < 0 else body[:end]
+
+
+def _verdict(section: str, verdicts: dict[str, str]) -> str:
+    lines = {line.strip() for line in section.splitlines()}
+    found = [behaviour for line, behaviour in verdicts.items() if line in lines]
+    return found[0] if len(found) == 1 else UNKNOWN
+
+
+def _first_address(pattern: re.Pattern, text: str) -> tuple[str, int] | None:
+    match = pattern.search(text)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def parse_natdiscovery(output: str) -> NatDiscovery:
+    """Read `turnutils_natdiscovery -m -f` output; a missing or garbled verdict is "unknown"."""
+    mapping_part = _section(output, _MAPPING_HEADER)
+    filtering_part = _section(output, _FILTERING_HEADER)
+    mapping = _verdict(mapping_part, _MAPPING_VERDICTS)
+    filtering = _verdict(filtering_part, _FILTERING_VERDICTS)
+    saw_result = mapping != UNKNOWN or filtering != UNKNOWN
+    nat_present = False if _NO_NAT in output else (True if saw_result else None)
+    first_part = mapping_part or filtering_part
+    return NatDiscovery(
+        mapping=mapping, filtering=filtering, raw=output,
+        rfc5780="RFC 5780 response" in output, nat_present=nat_present,
+        mapped_address=_first_address(_REFLEXIVE, first_part),
+        local_address=_first_address(_LOCAL, first_part))
+
+
+def natdiscovery_argv(server_ip: str, port: int, local_ip: str | None) -> list[str]:
+    argv = [_require("turnutils_natdiscovery"), "-m", "-f", "-p", str(port)]
+    if local_ip is not None:
+        # With -L natdiscovery compares the reflexive address with a real local address,
+        # so it can say "No NAT!"; without it the local address is 0.0.0.0.
+        argv += ["-L", local_ip]
+    return argv + [server_ip]
+
+
+def run_natdiscovery(server_ip: str, port: int = 3478, *, netns: str | None = None,
+                     local_ip: str | None = None, timeout: float = 60) -> NatDiscovery:
+    """Run coturn's mapping (-m) and filtering (-f) discovery against `server_ip:port`.
+
+    Each unanswered test costs natdiscovery a 3 s receive timeout, so a port-restricted
+    NAT takes about 6 s. Raises `LabError` when it fails or runs longer than `timeout`.
+    """
+    argv = netns_argv(netns, natdiscovery_argv(server_ip, port, local_ip))
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"turnutils_natdiscovery ran longer than {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise LabError(f"turnutils_natdiscovery exited with {done.returncode}: "
+                       f"{(done.stderr or done.stdout).strip()[-1000:]}")
+    return parse_natdiscovery(done.stdout)
+
+
+__all__ = [
+    "ADDRESS_AND_PORT_DEPENDENT", "ADDRESS_DEPENDENT", "BEHAVIOURS", "ENDPOINT_INDEPENDENT",
+    "NatDiscovery", "TurnServer", "UNKNOWN", "parse_natdiscovery", "run_natdiscovery",
+    "start_turnserver",
+]
