@@ -1,7 +1,9 @@
-"""UdpSocket: round trip, ICMP port unreachable as error_received, the bounded send queue."""
+"""UdpSocket: round trip, ICMP errors (connected and unconnected, with addresses), the bounded
+send queue."""
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import pytest
@@ -120,3 +122,73 @@ def test_a_failing_connection_made_closes_the_socket(loop):
     assert not loop.is_registered(proto.transport._fd)
     loop.run_once(0)
     assert proto.lost == [None]
+
+
+# -- IP_RECVERR: ICMP errors on unconnected sockets, with the failed destination ------------
+
+def test_unconnected_socket_gets_econnrefused_with_the_closed_ports_address(loop):
+    proto, echo_proto = Recorder(), Recorder(echo=True)
+    dead = (HOST, closed_udp_port())
+    with UdpSocket(loop, (HOST, 0), proto) as sock, \
+            UdpSocket(loop, (HOST, 0), echo_proto) as echo_server:
+        sock.sendto(b"anyone there?", dead)
+        loop.run_until(lambda: proto.errors, timeout=5)
+        exc = proto.errors[0]
+        assert isinstance(exc, ConnectionRefusedError)
+        assert exc.errno == errno.ECONNREFUSED
+        assert exc.address == dead
+        assert exc.offender == HOST  # loopback's own kernel sent the port unreachable
+        assert exc.icmp == (3, 3)  # ICMP destination unreachable, port unreachable
+        # The error was the earlier datagram's: the socket keeps working.
+        sock.sendto(b"ping", echo_server.sockname)
+        loop.run_until(lambda: proto.datagrams, timeout=5)
+        assert proto.datagrams == [(b"PING", echo_server.sockname)]
+        assert len(proto.errors) == 1
+
+
+def test_errors_from_two_dead_ports_are_told_apart(loop):
+    proto = Recorder()
+    dead_ports = [closed_udp_port(), closed_udp_port()]
+    with UdpSocket(loop, (HOST, 0), proto) as sock:
+        for port in dead_ports:
+            sock.sendto(b"x", (HOST, port))
+        loop.run_until(lambda: len(proto.errors) == 2, timeout=5)
+    assert sorted(exc.address[1] for exc in proto.errors) == sorted(dead_ports)
+
+
+def test_a_send_that_only_returns_an_earlier_error_is_retried(loop):
+    """The ICMP error pending on the socket fails the next sendto (the kernel hands the
+    pending error to the next call); that datagram must still go out, and the error must
+    be reported once, with the dead port's address."""
+    proto, receiver_proto = Recorder(), Recorder()
+    dead = (HOST, closed_udp_port())
+    with UdpSocket(loop, (HOST, 0), proto) as sock, \
+            UdpSocket(loop, (HOST, 0), receiver_proto) as receiver:
+        sock.sendto(b"to nobody", dead)
+        # No loop iteration in between: on loopback the ICMP usually arrives during the
+        # first sendto, so this sendto meets the pending error.
+        sock.sendto(b"to someone", receiver.sockname)
+        loop.run_until(lambda: proto.errors and receiver_proto.datagrams, timeout=5)
+        for _ in range(3):
+            loop.run_once(0)  # any duplicate report would be delivered by now
+    assert [d for d, _ in receiver_proto.datagrams] == [b"to someone"]
+    assert [exc.address for exc in proto.errors] == [dead]
+
+
+def test_ipv6_socket_gets_the_error_with_its_address(loop):
+    proto = Recorder()
+    probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        probe.bind(("::1", 0))
+    except OSError as exc:
+        probe.close()
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    port = probe.getsockname()[1]
+    probe.close()
+    with UdpSocket(loop, ("::1", 0), proto) as sock:
+        sock.sendto(b"x", ("::1", port))
+        loop.run_until(lambda: proto.errors, timeout=5)
+    exc = proto.errors[0]
+    assert isinstance(exc, ConnectionRefusedError)
+    assert exc.address[:2] == ("::1", port)
+    assert exc.icmp == (1, 4)  # ICMPv6 destination unreachable, port unreachable

@@ -1,23 +1,44 @@
-"""Non-blocking UDP on the reactor (the basics; week 2 builds on it).
+"""Non-blocking UDP on the reactor, with ICMP errors reported for every socket.
 
 ICMP errors: when a datagram hits a closed port, the peer's kernel answers with ICMP port
-unreachable. Linux turns that into ECONNREFUSED on the *next* send/recv of the socket only
-if the socket is connected (udp(7): "all fatal errors will be passed to the user ... only
-when the socket is connected" unless IP_RECVERR is set). Give `remote_addr` to connect the
-socket; the error then reaches `error_received`.
+unreachable. Without IP_RECVERR, Linux passes that on only to a *connected* socket, as
+ECONNREFUSED on its next send/recv, with no word of which datagram caused it (udp(7):
+"all fatal errors will be passed to the user ... only when the socket is connected").
+A hole-punching peer talks to many addresses from one unconnected socket, so every
+UdpSocket sets IP_RECVERR (and IPV6_RECVERR on IPv6 sockets). The kernel then queues each
+error on the socket's *error queue* and reports EPOLLERR (ip(7), IP_RECVERR). On that event
+the socket reads the queue with `recvmsg(..., MSG_ERRQUEUE)`: the control message holds a
+`struct sock_extended_err` (errno, origin, ICMP type and code), followed by the address of
+the node that sent the ICMP (SO_EE_OFFENDER), and `msg_name` holds the destination of the
+datagram that failed.
+
+`error_received(exc)` therefore gets an OSError of the right class (ConnectionRefusedError
+for port unreachable, `exc.errno` set) carrying `exc.address`, the (host, port) the failed
+datagram was sent to; errors from the queue also carry `exc.offender` (who sent the ICMP,
+or None) and `exc.icmp` ((type, code), or None for errors raised locally). An error that
+did not come through the queue (e.g. EACCES from sendto) carries the destination given to
+sendto, or None.
+
+A queued error also sets the socket's pending error, which the kernel hands to the next
+send or recv. Such a send fails *without sending*: UdpSocket reads the queue then (so the
+error is reported once, with its address) and sends the datagram again, once.
+
+Give `remote_addr` to connect the socket (send() then needs no address).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import socket
+import struct
 from typing import Any
 
 from netsprint.errors import ReactorError
 from netsprint.reactor.addresses import resolve, short_addr
 from netsprint.reactor.loop import EventLoop
-from netsprint.reactor.poller import READABLE, WRITABLE
+from netsprint.reactor.poller import ERROR, READABLE, WRITABLE
 from netsprint.reactor.protocols import DatagramProtocol
 
 log = logging.getLogger(__name__)
@@ -25,6 +46,17 @@ log = logging.getLogger(__name__)
 DATAGRAM_MAX_BYTES = 65535  # largest UDP payload over IPv4 plus header room: never truncates
 RECV_BATCH = 32  # datagrams per readiness event, so one busy socket cannot starve others
 SEND_QUEUE_MAX = 256  # datagrams kept while the socket buffer is full; more are dropped
+
+# Python 3.11's socket module lacks these; values from linux/in.h and linux/in6.h.
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+# struct sock_extended_err (linux/errqueue.h): u32 ee_errno, u8 ee_origin, u8 ee_type,
+# u8 ee_code, u8 ee_pad, u32 ee_info, u32 ee_data; the offender sockaddr follows it.
+_SOCK_EXTENDED_ERR = struct.Struct("=IBBBBII")
+_SO_EE_ORIGIN_ICMP = 2
+_SO_EE_ORIGIN_ICMP6 = 3
+# Room for the struct plus a sockaddr_in6 (28 bytes), with slack.
+_ERRQUEUE_ANCILLARY_BYTES = socket.CMSG_SPACE(_SOCK_EXTENDED_ERR.size + 64)
 
 
 class UdpSocket:
@@ -38,6 +70,7 @@ class UdpSocket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            _enable_error_queue(sock, family)
             sock.bind(addr)
             if remote_addr is not None:
                 _, raddr = resolve(remote_addr[0], remote_addr[1], socket.SOCK_DGRAM)
@@ -64,7 +97,14 @@ class UdpSocket:
     # -- receiving -------------------------------------------------------------------------
 
     def _on_event(self, fd: int, events: int) -> None:
-        if events & ~WRITABLE:  # READABLE, or ERROR: the recv below surfaces the error
+        if events & ERROR:
+            # Read the error queue first: that clears the pending error, so the recv
+            # batch below does not report the same error again without its address.
+            if not self._report_queued_errors(None) and self._sock is not None:
+                self._report_pending_error()
+            if self._sock is None:
+                return
+        if events & READABLE:
             self._read_batch()
         if events & WRITABLE and self._sock is not None:
             self._drain_queue()
@@ -78,9 +118,9 @@ class UdpSocket:
             except BlockingIOError:
                 return
             except OSError as exc:
-                # e.g. ConnectionRefusedError from an ICMP port unreachable: the socket
-                # is still fine, the error belonged to an earlier datagram.
-                protocol.error_received(exc)
+                # The pending error of an ICMP message that arrived since the poll: the
+                # socket is still fine, the error belonged to an earlier datagram.
+                self._report_queued_errors(exc)
                 if self._sock is None:
                     return
                 continue
@@ -88,6 +128,46 @@ class UdpSocket:
             protocol.datagram_received(data, addr)
             if self._sock is None:
                 return
+
+    def _report_queued_errors(self, fallback: OSError | None) -> int:
+        """Pass each error waiting in the error queue to error_received; if there was
+        none, report `fallback` (an error that came some other way). Returns how many
+        queued errors were reported."""
+        reported = 0
+        for _ in range(RECV_BATCH):  # bounded, like reads: the queue may keep filling
+            exc = self._read_error_queue()
+            if exc is None:
+                break
+            reported += 1
+            self._protocol.error_received(exc)
+            if self._sock is None:
+                return reported
+        if not reported and fallback is not None:
+            if not hasattr(fallback, "address"):
+                fallback.address = None
+            self._protocol.error_received(fallback)
+        return reported
+
+    def _report_pending_error(self) -> None:
+        """EPOLLERR with an empty queue: a pending error that was never queued. Reading
+        SO_ERROR clears it; otherwise level-triggered EPOLLERR would spin the loop."""
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            exc = OSError(err, os.strerror(err))
+            exc.address = None
+            self._protocol.error_received(exc)
+
+    def _read_error_queue(self) -> OSError | None:
+        try:
+            _, ancdata, _, addr = self._sock.recvmsg(0, _ERRQUEUE_ANCILLARY_BYTES,
+                                                     socket.MSG_ERRQUEUE)
+        except BlockingIOError:  # EAGAIN: the queue is empty
+            return None
+        for level, kind, data in ancdata:
+            if (level, kind) in ((socket.IPPROTO_IP, IP_RECVERR),
+                                 (socket.IPPROTO_IPV6, IPV6_RECVERR)):
+                return _error_from_extended_err(data, addr)
+        return None  # nothing we can read: treat the queue as drained this time
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -104,7 +184,21 @@ class UdpSocket:
         except BlockingIOError:
             self._enqueue(data, addr)
         except OSError as exc:
-            self._protocol.error_received(exc)
+            self._send_failed(exc, data, addr)
+
+    def _send_failed(self, exc: OSError, data: bytes, addr: tuple | None) -> None:
+        """A failed send may have only returned an earlier datagram's error (see the
+        module docstring): report the queued errors and try this datagram once more."""
+        _attach_destination(exc, addr)
+        if not self._report_queued_errors(exc) or self._sock is None:
+            return
+        try:
+            self._send(data, addr)
+        except BlockingIOError:
+            self._enqueue(data, addr)
+        except OSError as again:
+            _attach_destination(again, addr)
+            self._protocol.error_received(again)
 
     def send(self, data: bytes) -> None:
         """sendto() the connected peer."""
@@ -134,9 +228,11 @@ class UdpSocket:
             except BlockingIOError:
                 return
             except OSError as exc:
-                self._protocol.error_received(exc)
+                queue.popleft()  # _send_failed may queue it again (at the end: rare)
+                self._send_failed(exc, data, addr)
                 if self._sock is None:
                     return
+                continue
             queue.popleft()
         self._loop.modify(self._fd, READABLE)  # empty queue: WRITABLE would spin (LT)
 
@@ -174,3 +270,40 @@ class UdpSocket:
         state = "closed" if self._sock is None else "open"
         return (f"<UdpSocket {state} {short_addr(self.sockname)} sent={self.datagrams_sent} "
                 f"received={self.datagrams_received} dropped={self.dropped_datagrams}>")
+
+
+def _enable_error_queue(sock: socket.socket, family: int) -> None:
+    """IP_RECVERR (ip(7)): queue ICMP errors with their addresses, on any socket."""
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # IPv4 (and v4-mapped on v6)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+
+
+def _error_from_extended_err(data: bytes, dest: Any) -> OSError:
+    """An OSError from a `struct sock_extended_err` and the failed datagram's destination."""
+    ee_errno, origin, icmp_type, icmp_code, _, _, _ = _SOCK_EXTENDED_ERR.unpack_from(data)
+    # OSError(errno, ...) picks the subclass itself (ECONNREFUSED -> ConnectionRefusedError).
+    exc = OSError(ee_errno, os.strerror(ee_errno))
+    exc.address = dest
+    from_icmp = origin in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6)
+    exc.icmp = (icmp_type, icmp_code) if from_icmp else None
+    exc.offender = _offender(data[_SOCK_EXTENDED_ERR.size:]) if from_icmp else None
+    return exc
+
+
+def _offender(sockaddr: bytes) -> str | None:
+    """The IP in the sockaddr after the struct (SO_EE_OFFENDER): who sent the ICMP."""
+    if len(sockaddr) < 2:
+        return None
+    family = struct.unpack_from("=H", sockaddr)[0]
+    if family == socket.AF_INET and len(sockaddr) >= 8:
+        return socket.inet_ntop(socket.AF_INET, sockaddr[4:8])
+    if family == socket.AF_INET6 and len(sockaddr) >= 24:
+        return socket.inet_ntop(socket.AF_INET6, sockaddr[8:24])
+    return None
+
+
+def _attach_destination(exc: OSError, addr: Any) -> None:
+    if getattr(exc, "address", None) is None:
+        exc.address = addr
+
