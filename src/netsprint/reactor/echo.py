@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Any
 
 from netsprint.errors import ReactorError
@@ -15,6 +13,7 @@ from netsprint.reactor.addresses import short_addr
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.multireactor import MultiReactorServer
 from netsprint.reactor.protocols import Protocol
+from netsprint.reactor.signals import StopOnSignals
 from netsprint.reactor.tcp import TcpConnection, TcpListener
 
 
@@ -55,36 +54,10 @@ def run_server(host: str = "127.0.0.1", port: int = 7000, sub_reactors: int = 0,
             print(f"netsprint echo server listening on {short_addr(server.sockname)} "
                   f"(backend {backend}, sub-reactors {sub_reactors}"
                   f"{', edge-triggered' if edge else ''})", flush=True)
-            with _SignalStop(loop):
+            with StopOnSignals(loop):
                 loop.run_forever()
         finally:
             server.close()
             loop.run_once(0)  # deliver connection_lost to the aborted connections
         print(f"netsprint echo server stopped: accepted={server.accepted_connections} "
               f"shed={server.shed_connections}", flush=True)
-
-
-class _SignalStop:
-    """While entered, SIGINT/SIGTERM stop the loop. Owns the previous handlers until exit
-    (only the main thread may install handlers; elsewhere this does nothing)."""
-
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, loop: EventLoop) -> None:
-        self._loop = loop
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in self._SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        # stop() also writes the loop's eventfd: after this handler returns, PEP 475
-        # resumes the interrupted epoll_wait, which must find something ready.
-        self._loop.stop()
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)

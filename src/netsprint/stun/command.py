@@ -11,6 +11,7 @@ from rich.table import Table
 
 from netsprint.log import setup_logging
 from netsprint.reactor.loop import EventLoop
+from netsprint.reactor.signals import StopOnSignals
 from netsprint.stun.client import StunError, parse_address, parse_ip
 from netsprint.stun.nat import DEFAULT_TEST_TIMEOUT, NatReport, detect_nat
 
@@ -34,10 +35,8 @@ def run_stun_server(args: argparse.Namespace) -> int:
             addresses = ", ".join(_text(a) for a in server.core.local_addresses)
             mode = "RFC 5780 (2 IPs x 2 ports)" if alt_ip else "Binding only (no --alt)"
             log.info("STUN server on %s: %s", addresses, mode)
-            try:
+            with StopOnSignals(loop):
                 loop.run_forever()
-            except KeyboardInterrupt:
-                pass
             _print_counters(server.counters())
     except OSError as exc:
         raise StunError(f"cannot serve on {args.listen}: {exc}") from exc
