@@ -152,6 +152,24 @@ def test_bad_messages_get_an_error_and_keep_the_connection(core, payload, code):
     assert core.stats[f"errors.{code}"] == 1 and core.stats["errors"] == 1
 
 
+LONG = "x" * 60_000  # a frame just under the 64 KiB limit, nearly all of it one string
+
+
+@pytest.mark.parametrize("payload", [
+    f'{{"v":1,"type":"{LONG}"}}'.encode(),            # unknown_type, echoing the type
+    f'{{"v":"{LONG}","type":"{LONG[:4000]}"}}'.encode(),  # version, echoing v and type
+])
+def test_error_replies_do_not_echo_unbounded_input(core, payload):
+    """An error names the offending value, but shortened: echoed whole, a 60 KB type
+    would make the reply larger than any frame a client accepts (and the server could
+    not even frame it)."""
+    connect(core, 1)
+    actions = core.frame_received(1, payload, 1.0)
+    [reply] = [a for a in actions if isinstance(a, Send)]
+    assert len(reply.payload) < 1024
+    assert decode_message(reply.payload).code in ("unknown_type", "version")
+
+
 def test_each_code_is_logged_once_per_connection_but_counted_every_time(core, caplog):
     connect(core, 1)
     connect(core, 2)

@@ -128,6 +128,9 @@ INVALID = [
     (_with_candidate(ip="300.1.1.1"), "bad_message", "candidates[0].ip", "offer"),
     (_with_candidate(ip=3232235777), "bad_message", "candidates[0].ip", "offer"),
     (_with_candidate(ip="example.com"), "bad_message", "candidates[0].ip", "offer"),
+    # Python accepts any IPv6 zone id ("%..."), so without a length cap one candidate could
+    # fill a whole frame and its forwarded copy (with "from" added) outgrow the limit.
+    (_with_candidate(ip="fe80::1%" + "x" * 40), "bad_message", "candidates[0].ip", "offer"),
     (_with_candidate(port=0), "bad_message", "candidates[0].port", "offer"),
     (_with_candidate(port=65536), "bad_message", "candidates[0].port", "offer"),
     (_with_candidate(port="80"), "bad_message", "candidates[0].port", "offer"),

@@ -271,6 +271,30 @@ def test_oversized_frame_gets_frame_too_large_then_close(loop, world, clients):
     still_served(loop, world)
 
 
+def test_a_small_frame_limit_bounds_what_clients_send_not_what_they_are_told(loop, world,
+                                                                            make_server,
+                                                                            clients):
+    """The limit is on frames the server reads. Its answers (an error with its reason, a
+    forwarded offer with `from` stamped) may be larger; framing them with the same limit
+    would raise inside the sender's callback and cost the sender its connection."""
+    server = make_server(max_frame_bytes=100)
+    mallory = raw(clients, server)
+    mallory.send_raw(encode_frame(b"{not json"))
+    mallory.send(Register("mallory"))
+    error, registered = mallory.wait_messages(loop, 2)
+    assert error.code == "bad_json" and len(encode_message(error)) > 100
+    assert isinstance(registered, Registered) and not mallory.eof and not mallory.reset
+    carol = raw(clients, server)
+    carol.send(Register("carol"))
+    carol.wait_messages(loop, 1)
+    offer = Offer("carol", (CandidateAddr("192.0.2.1", 1, "host"),))
+    assert len(encode_message(offer)) <= 100 < len(encode_message(
+        Offer("carol", offer.candidates, from_="mallory")))
+    mallory.send(offer)
+    assert carol.wait_messages(loop, 2)[1] == Offer("carol", offer.candidates, from_="mallory")
+    still_served(loop, world)
+
+
 def test_a_client_that_vanishes_with_rst_frees_its_id_and_its_contacts_hear(loop, world,
                                                                            clients):
     dave = raw(clients, world.server)

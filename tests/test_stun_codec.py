@@ -217,6 +217,15 @@ def test_encoder_refuses_a_bad_transaction_id():
         encode(Message(BINDING, REQUEST, b"short"))
 
 
+@pytest.mark.parametrize("code", [299, 700, 1000])
+def test_encoder_refuses_an_error_code_no_decoder_would_accept(code):
+    # RFC 8489 §14.8: the class (hundreds digit) is 3..6; anything else could only be
+    # sent, never received, so it must fail where it is made.
+    with pytest.raises(ValueError):
+        encode(Message(BINDING, ERROR_RESPONSE, TID,
+                       (Attribute(attrs.ERROR_CODE, ErrorCode(code, "x")),)))
+
+
 # -- integrity -------------------------------------------------------------------------------
 
 def test_protect_then_verify():

@@ -1,5 +1,5 @@
-"""Property tests: the decoder only ever raises StunDecodeError, and encode/decode
-round-trip exactly for generated messages."""
+"""Property tests: the decoder only ever raises StunDecodeError, encode/decode round-trip
+exactly for generated messages, and the server core never raises on any datagram."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from netsprint.stun.attributes import ChangeRequest, ErrorCode, StunDecodeError
 from netsprint.stun.integrity import (verify_fingerprint, verify_message_integrity,
                                       verify_message_integrity_sha256)
 from netsprint.stun.message import Attribute, Message, decode, encode, is_stun
+from netsprint.stun.server import AMPLIFICATION_FLOOR_BYTES, StunServerCore
 
 pytestmark = pytest.mark.unit
 
@@ -80,13 +81,15 @@ def test_encode_decode_round_trip(message):
     data = encode(message)
     assert is_stun(data)
     assert decode(data) == message
+    assert encode(decode(data)) == data  # and back to the same bytes
 
 
 @FUZZ
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_raise_only_decode_errors(data):
+    stun = is_stun(data)  # the predicate never raises either
     decoded = decode_or_reject(data)
-    assert decoded is None or is_stun(data)
+    assert decoded is None or stun
     for verify in (lambda d: verify_message_integrity(d, b"k"),
                    lambda d: verify_message_integrity_sha256(d, b"k"), verify_fingerprint):
         assert verify(data) in (True, False)
@@ -118,3 +121,42 @@ def test_mutated_messages_raise_only_decode_errors(message, data):
             # keep the header consistent so the attribute walk is what gets exercised
             raw[2:4] = struct.pack("!H", max(0, len(raw) - 20) & 0xFFFF)
     decode_or_reject(bytes(raw))
+
+
+# -- the server core: any datagram in, never an exception out ------------------------------
+
+RFC5780_CORE = StunServerCore(("192.0.2.10", 3478), "192.0.2.11")
+SINGLE_CORE = StunServerCore(("192.0.2.10", 3478))
+sources = st.sampled_from([("198.51.100.7", 40000), ("2001:db8::7", 40000, 0, 0)])
+
+
+def assert_answer_is_sane(core: StunServerCore, data: bytes, source) -> None:
+    """handle() must not raise; an answer decodes, leaves from one of the server's own
+    sockets and stays within the amplification bound."""
+    for local in core.local_addresses:
+        reply = core.handle(data, source, local)
+        if reply is None:
+            continue
+        response, sender, destination = reply
+        decode(response)
+        assert sender in core.local_addresses
+        assert destination[0] == source[0]
+        assert len(response) <= max(AMPLIFICATION_FLOOR_BYTES, len(data))
+
+
+@FUZZ
+@given(messages, sources, st.data())
+def test_server_core_survives_any_request(message, source, data):
+    raw = bytearray(encode(message))
+    if data.draw(st.booleans()) and len(raw) > 20:  # and a bit flipped past the header
+        index = data.draw(st.integers(20, len(raw) - 1))
+        raw[index] ^= 1 << data.draw(st.integers(0, 7))
+    for core in (RFC5780_CORE, SINGLE_CORE):
+        assert_answer_is_sane(core, bytes(raw), source)
+
+
+@FUZZ
+@given(st.binary(max_size=120), sources)
+def test_server_core_survives_any_bytes(data, source):
+    for core in (RFC5780_CORE, SINGLE_CORE):
+        assert_answer_is_sane(core, data, source)

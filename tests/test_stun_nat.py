@@ -98,6 +98,28 @@ def test_silence_is_udp_blocked():
     assert report.tests[0].answered is False
 
 
+class AnswersFromTheAlternateIp(StunServerCore):
+    """A misconfigured server: every answer leaves from (alternate IP, same port)."""
+
+    def _fast_binding(self, tid, source, local):
+        return None
+
+    def _success(self, request, request_bytes, source, local, fingerprint):
+        data, sender, destination = super()._success(request, request_bytes, source, local,
+                                                     fingerprint)
+        return data, self._flip(sender, True, False), destination
+
+
+@pytest.mark.net
+def test_an_answer_to_test_i_from_elsewhere_is_unknown_not_udp_blocked():
+    with serving_in_thread(("127.0.0.1", 0), "127.0.0.2",
+                           core_class=AnswersFromTheAlternateIp) as server:
+        report = detect_nat(server.primary, local_ip="127.0.0.1", timeout=0.6, rto=0.2)
+    assert report.tests[0].answered and report.tests[0].note
+    assert report.nat_type == "unknown"  # UDP got through: not "udp-blocked"
+    assert "came from" in report.reason
+
+
 class IgnoresChangeRequest(StunServerCore):
     """A server that parses CHANGE-REQUEST but always answers from where it was asked."""
 

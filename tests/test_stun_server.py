@@ -51,6 +51,7 @@ def test_fast_path_equals_the_general_encoding(core, local):
     other = core.other_address(local)
     expected = encode(Message(BINDING, SUCCESS_RESPONSE, TID, (
         Attribute(attrs.XOR_MAPPED_ADDRESS, CLIENT),
+        Attribute(attrs.MAPPED_ADDRESS, CLIENT),
         Attribute(attrs.RESPONSE_ORIGIN, local),
         Attribute(attrs.OTHER_ADDRESS, other))))
     assert data == expected
@@ -84,6 +85,29 @@ def test_response_port_redirects_to_the_client_ip(core):
                                        CLIENT, PRIMARY)
     assert destination == (CLIENT[0], 5555)
     assert decode(data).get(attrs.XOR_MAPPED_ADDRESS) == CLIENT  # the request's real source
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("data", [request(), request(change(True, True)),
+                                  request(Attribute(attrs.SOFTWARE, "client"))],
+                         ids=["bare", "change-request", "software"])
+def test_success_carries_both_mapped_addresses(core, data):
+    # RFC 5780 §6.1: "The server MUST include both MAPPED-ADDRESS and XOR-MAPPED-ADDRESS".
+    response = decode(core.handle(data, CLIENT, PRIMARY)[0])
+    assert response.get(attrs.XOR_MAPPED_ADDRESS) == CLIENT
+    assert response.get(attrs.MAPPED_ADDRESS) == CLIENT
+
+
+@pytest.mark.unit
+def test_padding_with_response_port_gets_400(core):
+    # RFC 5780 §6.1 / §7.5: such a request MUST NOT be processed; it gets a 400.
+    data = request(Attribute(attrs.RESPONSE_PORT, 5555), Attribute(attrs.PADDING, bytes(200)))
+    response, sender, destination = core.handle(data, CLIENT, PRIMARY)
+    decoded = decode(response)
+    assert decoded.msg_class == ERROR_RESPONSE
+    assert decoded.get(attrs.ERROR_CODE).code == 400
+    assert (sender, destination) == (PRIMARY, CLIENT)  # not redirected to RESPONSE-PORT
+    assert core.errors_400 == 1
 
 
 @pytest.mark.unit
@@ -158,8 +182,10 @@ def test_padding_never_makes_the_response_larger_than_the_request(core, pad_byte
     assert len(response) <= max(80, len(data))
     decoded = decode(response)
     assert decoded.get(attrs.XOR_MAPPED_ADDRESS) == CLIENT
-    if pad_bytes >= 40:  # room for padding: the answer is padded (RFC 5780 §7.6)
-        assert attrs.PADDING in decoded
+    # RFC 5780 §6.1: a request with PADDING MUST get PADDING back; it fills the answer up to
+    # the request's size when there is room (§7.6), and is as short as fits otherwise.
+    assert attrs.PADDING in decoded
+    if pad_bytes >= 40:
         assert len(response) > len(data) - 8
 
 

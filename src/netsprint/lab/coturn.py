@@ -23,12 +23,12 @@ from pathlib import Path
 from netsprint.errors import CapabilityError
 from netsprint.lab import LabError
 from netsprint.lab.topology import netns_argv, socket_in_netns
-
-ENDPOINT_INDEPENDENT = "endpoint-independent"
-ADDRESS_DEPENDENT = "address-dependent"
-ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
-UNKNOWN = "unknown"
-BEHAVIOURS = (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT, UNKNOWN)
+from netsprint.stun.attributes import MAGIC_COOKIE
+from netsprint.stun.message import (BINDING, REQUEST, SUCCESS_RESPONSE, Message, encode,
+                                    message_type)
+# One vocabulary with our own detector, so verdicts compare as plain strings.
+from netsprint.stun.nat import (ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, BEHAVIOURS,
+                                ENDPOINT_INDEPENDENT, UNKNOWN)
 
 INSTALL_HINT = "install Debian's coturn: `apt-get install coturn` (scripts/provision.sh does)"
 READY_TIMEOUT = 10.0  # seconds for turnserver to answer its first Binding request
@@ -37,9 +37,8 @@ PROBE_INTERVAL = 0.1  # seconds between readiness probes
 
 # RFC 5389 section 6: a Binding request (0x0001) with no attributes is the 20-byte header:
 # type, length 0, the magic cookie, a 96-bit transaction id. A success response is 0x0101.
-BINDING_REQUEST = 0x0001
-BINDING_SUCCESS = 0x0101
-MAGIC_COOKIE = 0x2112A442
+BINDING_REQUEST = message_type(BINDING, REQUEST)
+BINDING_SUCCESS = message_type(BINDING, SUCCESS_RESPONSE)
 
 
 def _require(tool: str) -> str:
@@ -191,7 +190,7 @@ def wait_for_binding(server: TurnServer, timeout: float = READY_TIMEOUT) -> None
 
 def binding_request(transaction_id: bytes) -> bytes:
     """RFC 5389 section 6: the 20-byte header of an attribute-less Binding request."""
-    return struct.pack("!HHI12s", BINDING_REQUEST, 0, MAGIC_COOKIE, transaction_id)
+    return encode(Message(BINDING, REQUEST, transaction_id))
 
 
 def is_binding_success(data: bytes, transaction_id: bytes) -> bool:

@@ -179,12 +179,21 @@ class UdpSocket:
         if self._queue:
             self._enqueue(data, addr)  # keep datagrams in order
             return
+        exc = self._send_or_queue(data, addr)
+        if exc is not None:
+            self._send_failed(exc, data, addr)
+
+    def _send_or_queue(self, data: bytes, addr: tuple | None) -> OSError | None:
+        """Send now, or queue (bounded) if the socket buffer is full; the error of a send
+        that failed otherwise, carrying its destination."""
         try:
             self._send(data, addr)
         except BlockingIOError:
             self._enqueue(data, addr)
         except OSError as exc:
-            self._send_failed(exc, data, addr)
+            _attach_destination(exc, addr)
+            return exc
+        return None
 
     def _send_failed(self, exc: OSError, data: bytes, addr: tuple | None) -> None:
         """A failed send may have only returned an earlier datagram's error (see the
@@ -192,12 +201,8 @@ class UdpSocket:
         _attach_destination(exc, addr)
         if not self._report_queued_errors(exc) or self._sock is None:
             return
-        try:
-            self._send(data, addr)
-        except BlockingIOError:
-            self._enqueue(data, addr)
-        except OSError as again:
-            _attach_destination(again, addr)
+        again = self._send_or_queue(data, addr)
+        if again is not None:
             self._protocol.error_received(again)
 
     def send(self, data: bytes) -> None:

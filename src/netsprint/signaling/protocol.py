@@ -23,6 +23,12 @@ PEER_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CANDIDATE_KINDS = frozenset({"host", "srflx", "relay"})
 MAX_CANDIDATES = 16
 MAX_SESSION_CHARS = 64
+# An error reply names what was wrong, but never echoes more than this of the input: a
+# 60 KB "type" echoed whole would outgrow the frame limit clients read with.
+MAX_ECHO_CHARS = 64
+# The longest textual IP address: INET6_ADDRSTRLEN (46) less its NUL. ipaddress accepts an
+# IPv6 zone id of any length ("fe80::1%..."), which would leave candidate size unbounded.
+MAX_IP_CHARS = 45
 
 # The error codes (docs/signaling.md says when each is sent).
 BAD_JSON = "bad_json"
@@ -199,18 +205,24 @@ def decode_message(payload: bytes) -> Message:
     """The message in `payload`, or MessageError with the code to answer with."""
     obj = _parse_json_object(payload)
     msg_type = obj.get("type")
-    ref = msg_type if isinstance(msg_type, str) else None
+    ref = msg_type[:MAX_ECHO_CHARS] if isinstance(msg_type, str) else None
     version = obj.get("v")
     # `type(...) is int`: JSON true would pass `== 1` (bool is an int), 1.0 would too.
     if type(version) is not int or version != PROTOCOL_VERSION:
-        raise MessageError(VERSION, f"unsupported protocol version {version!r} "
+        raise MessageError(VERSION, f"unsupported protocol version {_echo(version)} "
                                     f"(this server speaks v={PROTOCOL_VERSION})", ref)
     if ref is None:
         raise MessageError(BAD_MESSAGE, "field 'type' is missing or not a string")
     decoder = _DECODERS.get(msg_type)
     if decoder is None:
-        raise MessageError(UNKNOWN_TYPE, f"unknown message type {msg_type!r}", ref)
+        raise MessageError(UNKNOWN_TYPE, f"unknown message type {_echo(msg_type)}", ref)
     return decoder(_Fields(obj, msg_type))
+
+
+def _echo(value: Any) -> str:
+    """repr(value) for an error reason, cut to MAX_ECHO_CHARS."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS else text[:MAX_ECHO_CHARS - 3] + "..."
 
 
 def _parse_json_object(payload: bytes) -> dict[str, Any]:
@@ -281,6 +293,8 @@ class _Fields:
     def ip(self, name: str, value: Any) -> str:
         if not isinstance(value, str):  # ip_address() would also take an int
             raise self.fail(name, "must be an IP address string")
+        if len(value) > MAX_IP_CHARS:
+            raise self.fail(name, f"is longer than any IP address ({MAX_IP_CHARS} characters)")
         try:
             ipaddress.ip_address(value)
         except ValueError:

@@ -146,7 +146,9 @@ class SignalingServer:
         conn = self._open.get(action.conn_id)  # only connections that may be written to
         if conn is None or conn.closed:
             return []  # gone meanwhile (reset, or the core has not heard yet)
-        conn.write(encode_frame(action.payload, self.max_frame_bytes))
+        # The protocol's limit, not `max_frame_bytes`: that bounds what clients send; what
+        # the server sends is bounded by validation and may be longer than a small limit.
+        conn.write(encode_frame(action.payload, MAX_FRAME_BYTES))
         if conn.buffered_bytes > self.max_output_bytes:
             return self.core.output_overflow(action.conn_id, conn.buffered_bytes, self._now())
         return []

@@ -207,6 +207,8 @@ def decode_error_code(value: bytes, offset: int, transaction_id: bytes) -> Error
 
 def encode_error_code(error: ErrorCode, transaction_id: bytes) -> bytes:
     code, reason = error
+    if not 300 <= code <= 699:  # RFC 8489 §14.8: the class digit is 3..6
+        raise ValueError(f"ERROR-CODE {code} is outside 300-699")
     return struct.pack("!HBB", 0, code // 100, code % 100) + reason.encode("utf-8")
 
 

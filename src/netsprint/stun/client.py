@@ -23,6 +23,7 @@ from netsprint.stun.message import decode, encode, is_stun
 from netsprint.stun.transaction import ClientTransaction, TransactionFailed, Transmit
 
 RECV_BYTES = 65535
+RECV_BATCH = 64  # datagrams read per readiness event before the deadline is checked again
 
 
 class StunError(NetsprintError):
@@ -173,7 +174,9 @@ def _wait_for_response(listen: list[socket.socket],
 
 
 def _read_datagrams(sock: socket.socket, txn: ClientTransaction) -> TransportAddress | None:
-    while True:
+    """Read a bounded batch: a flood of other traffic on this port must not keep the
+    client from its retransmission and give-up deadlines."""
+    for _ in range(RECV_BATCH):
         try:
             data, addr = sock.recvfrom(RECV_BYTES)
         except (BlockingIOError, ConnectionRefusedError):
@@ -186,6 +189,7 @@ def _read_datagrams(sock: socket.socket, txn: ClientTransaction) -> TransportAdd
             continue  # malformed: as if lost (RFC 8489 §6.3: discard)
         if txn.response_received(message):
             return TransportAddress(addr[0], addr[1])
+    return None
 
 
 def _result(server: TransportAddress, sock: socket.socket, source: TransportAddress,

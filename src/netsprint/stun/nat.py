@@ -267,12 +267,15 @@ def _detect(prober: _Prober, server: TransportAddress) -> NatReport:
         return NatReport(server, mapped, local, mapping, filtering, nat_type, reason,
                          rfc5780, list(prober.records))
 
-    if first is None:
+    record = prober.records[0]
+    if first is None and not record.answered:
         return report(UNKNOWN, UNKNOWN, "no answer to test I: UDP blocked or server down",
                       rfc5780=False, blocked=True)
+    if first is None:  # an answer came, but not from the server: UDP is not blocked
+        return report(UNKNOWN, UNKNOWN, f"test I: {record.note}", rfc5780=False)
     if not first.ok:
-        return report(UNKNOWN, UNKNOWN, f"test I failed: {prober.records[0].error}",
-                      rfc5780=False)
+        why = record.error or "the response had no (XOR-)MAPPED-ADDRESS"
+        return report(UNKNOWN, UNKNOWN, f"test I failed: {why}", rfc5780=False)
     other = first.other_address
     if other is None:
         return report(UNKNOWN, UNKNOWN, "the server lacks RFC 5780 (no OTHER-ADDRESS)",

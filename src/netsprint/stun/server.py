@@ -18,7 +18,10 @@ Without an alternate IP, CHANGE-REQUEST is an attribute the server cannot honour
 Dropped silently (and counted): non-STUN datagrams, malformed STUN, a wrong FINGERPRINT,
 indications and responses. Amplification is bounded: an answer is never larger than
 max(80 bytes, the request), so a bare 20-byte request (the cheapest to spoof) gets at
-most 80 bytes back, and PADDING (§7.6) only pads up to the request's own size.
+most 80 bytes back, and PADDING (§7.6) only pads up to the request's own size (a request
+too small for that still gets the PADDING §6.1 requires, as short as fits the 80 bytes).
+When an answer would not fit, the redundant MAPPED-ADDRESS goes first, then OTHER-ADDRESS
+and RESPONSE-ORIGIN (only IPv6 answers ever need this).
 
 Hot path: a bare 20-byte IPv4 Binding request, the bulk of a STUN server's traffic, is
 answered from one struct unpack and one struct pack with per-socket bytes precomputed.
@@ -51,8 +54,8 @@ AMPLIFICATION_FLOOR_BYTES = 80  # what a bare request may get back at most (cotu
 ADDRESS_ATTR_V4_BYTES = 12      # TLV header + family/port + IPv4 address
 
 _HEADER = struct.Struct("!HHI12s")
-# Header + XOR-MAPPED-ADDRESS (IPv4): the fast path's whole variable part.
-_FAST_RESPONSE = struct.Struct("!HHI12sHHBBHI")
+# Header + XOR-MAPPED-ADDRESS + MAPPED-ADDRESS (IPv4): the fast path's variable part.
+_FAST_RESPONSE = struct.Struct("!HHI12sHHBBHIHHBBH4s")
 _BINDING_REQUEST_TYPE = 0x0001
 _BINDING_SUCCESS_TYPE = 0x0101
 _COOKIE_HIGH = MAGIC_COOKIE >> 16
@@ -61,8 +64,20 @@ Address = tuple[str, int]
 Reply = tuple[bytes, Address, Address]
 
 
+# What `_fit` leaves out first when an answer exceeds the amplification budget: the
+# redundant plain MAPPED-ADDRESS, then the RFC 5780 extras a Binding client can live without.
+_DROP_ORDER = (attrs.MAPPED_ADDRESS, attrs.OTHER_ADDRESS, attrs.RESPONSE_ORIGIN)
+_FINGERPRINT_TLV_BYTES = 8
+
+
 def _is_unspecified(ip: str) -> bool:
     return ipaddress.ip_address(ip).is_unspecified
+
+
+def _padding_with_response_port(request: Message) -> bool:
+    """RFC 5780 §6.1/§7.5: PADDING (to test fragmentation) and RESPONSE-PORT together must
+    not be processed; the answer is 400."""
+    return attrs.PADDING in request and attrs.RESPONSE_PORT in request
 
 
 class StunServerCore:
@@ -122,7 +137,7 @@ class StunServerCore:
         tid = bytes(12)  # neither attribute is XORed: the transaction id does not matter
         suffix = b"".join(encode_attribute(a.type, a.value, tid)
                           for a in self._origin_attributes(local, local))
-        return ADDRESS_ATTR_V4_BYTES + len(suffix), suffix
+        return 2 * ADDRESS_ATTR_V4_BYTES + len(suffix), suffix
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -142,12 +157,15 @@ class StunServerCore:
         if suffix is None or ":" in ip:
             return None  # IPv6 or an unknown socket: the general path handles it
         body_len, tail = suffix
-        xaddr = int.from_bytes(socket.inet_aton(ip), "big") ^ MAGIC_COOKIE
+        raw_ip = socket.inet_aton(ip)
+        xaddr = int.from_bytes(raw_ip, "big") ^ MAGIC_COOKIE
         self.requests += 1
         self.responses += 1
         response = _FAST_RESPONSE.pack(_BINDING_SUCCESS_TYPE, body_len, MAGIC_COOKIE, tid,
                                        attrs.XOR_MAPPED_ADDRESS, 8, 0, attrs.FAMILY_IPV4,
-                                       port ^ _COOKIE_HIGH, xaddr) + tail
+                                       port ^ _COOKIE_HIGH, xaddr,
+                                       attrs.MAPPED_ADDRESS, 8, 0, attrs.FAMILY_IPV4, port,
+                                       raw_ip) + tail
         return response, local, source
 
     def _handle_general(self, data: bytes, source: Address, local: Address) -> Reply | None:
@@ -169,13 +187,14 @@ class StunServerCore:
             return None
         self.requests += 1
         if request.method != BINDING:
-            self.errors_400 += 1
-            return self._error(request, source, local, ErrorCode(400, "Bad Request"), ())
+            return self._bad_request(request, source, local)
         unknown = self._unsupported(request)
         if unknown:
             self.errors_420 += 1
             return self._error(request, source, local, ErrorCode(420, "Unknown Attribute"),
                                unknown)
+        if _padding_with_response_port(request):  # usage checks come after STUN's (§6.1)
+            return self._bad_request(request, source, local)
         return self._success(request, len(data), source, local, has_fingerprint)
 
     def _unsupported(self, request: Message) -> tuple[int, ...]:
@@ -190,36 +209,46 @@ class StunServerCore:
         sender = self._flip(local, change.change_ip, change.change_port)
         response_port = request.get(attrs.RESPONSE_PORT)
         destination = (source[0], response_port) if response_port is not None else source
-        found = [Attribute(attrs.XOR_MAPPED_ADDRESS, (source[0], source[1]))]
+        mapped = (source[0], source[1])
+        found = [Attribute(attrs.XOR_MAPPED_ADDRESS, mapped),
+                 Attribute(attrs.MAPPED_ADDRESS, mapped)]
         found += self._origin_attributes(sender, local)
-        budget = max(AMPLIFICATION_FLOOR_BYTES, request_bytes)
-        data = self._fit(request.transaction_id, SUCCESS_RESPONSE, found,
-                         budget - (8 if fingerprint else 0))
+        fingerprint_bytes = _FINGERPRINT_TLV_BYTES if fingerprint else 0
+        budget = max(AMPLIFICATION_FLOOR_BYTES, request_bytes) - fingerprint_bytes
+        data = self._fit(request.transaction_id, SUCCESS_RESPONSE, found, budget)
         if attrs.PADDING in request:
-            data = self._pad(data, request_bytes - (8 if fingerprint else 0))
+            data = self._pad(data, request_bytes - fingerprint_bytes, budget)
         if fingerprint:
             data = add_fingerprint(data)  # answer in kind (RFC 8445 relies on it)
         self.responses += 1
         return data, sender, destination
 
-    def _fit(self, tid: bytes, msg_class: int, found: list[Attribute], budget: int) -> bytes:
-        """Encode, dropping optional attributes from the end until within `budget` bytes
-        (only IPv6 answers with OTHER-ADDRESS ever need this)."""
-        while True:
+    @staticmethod
+    def _fit(tid: bytes, msg_class: int, found: list[Attribute], budget: int) -> bytes:
+        """Encode, leaving out attributes in `_DROP_ORDER` until within `budget` bytes
+        (only IPv6 answers ever need this; XOR-MAPPED-ADDRESS always stays)."""
+        for dropping in (None, *_DROP_ORDER):
+            found = [a for a in found if a.type != dropping]
             data = encode(Message(BINDING, msg_class, tid, tuple(found)))
-            if len(data) <= budget or len(found) == 1:
-                return data
-            found.pop()
+            if len(data) <= budget:
+                break
+        return data
 
     @staticmethod
-    def _pad(data: bytes, limit_bytes: int) -> bytes:
-        """RFC 5780 §7.6 PADDING, but never past the request's size (amplification)."""
-        pad_bytes = (limit_bytes - len(data) - 4) & ~3
-        if pad_bytes < 0:
-            return data
+    def _pad(data: bytes, target_bytes: int, budget: int) -> bytes:
+        """RFC 5780 §6.1: a request with PADDING MUST get PADDING back, up to the request's
+        own size (§7.6 wants the MTU, but that would amplify); when the request is smaller
+        than the answer already is, the shortest PADDING that stays within `budget`."""
+        pad_bytes = max(0, (target_bytes - len(data) - 4) & ~3)
+        if len(data) + 4 + pad_bytes > budget:
+            return data  # not even an empty PADDING fits the amplification bound
         tlv = struct.pack("!HH", attrs.PADDING, pad_bytes) + bytes(pad_bytes)
         length = len(data) - 20 + len(tlv)
         return data[:2] + struct.pack("!H", length) + data[4:] + tlv
+
+    def _bad_request(self, request: Message, source: Address, local: Address) -> Reply:
+        self.errors_400 += 1
+        return self._error(request, source, local, ErrorCode(400, "Bad Request"), ())
 
     def _error(self, request: Message, source: Address, local: Address, error: ErrorCode,
                unknown: tuple[int, ...]) -> Reply:

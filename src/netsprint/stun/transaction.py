@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netsprint.stun.message import Message
+from netsprint.stun.message import ERROR_RESPONSE, SUCCESS_RESPONSE, Message
 
 DEFAULT_RTO = 0.5
 DEFAULT_RC = 7
@@ -102,7 +102,7 @@ class ClientTransaction:
         transaction id); it then completes. Retransmitted duplicates return False."""
         if self.state != "waiting" or message.transaction_id != self.transaction_id:
             return False
-        if message.msg_class not in (0b10, 0b11):  # a request or indication is not an answer
+        if message.msg_class not in (SUCCESS_RESPONSE, ERROR_RESPONSE):  # not a request
             return False
         self.state = "succeeded"
         self.response = message
