@@ -514,3 +514,17 @@ def _listening_port(proc: subprocess.Popen) -> int:
             if match:
                 return int(match.group(1))
     raise AssertionError(f"the server never said where it listens; stderr: {seen!r}")
+
+
+def test_serving_in_thread_answers_and_closes_even_when_the_block_raises():
+    from netsprint.signaling.client import BlockingSignalingClient
+    from netsprint.signaling.server import serving_in_thread
+
+    with pytest.raises(RuntimeError, match="the caller failed"):
+        with serving_in_thread(heartbeat_timeout=5.0) as server:
+            port = server.port
+            with BlockingSignalingClient("127.0.0.1", port) as client:
+                assert client.register("alice").peer_id == "alice"
+            raise RuntimeError("the caller failed")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2.0)

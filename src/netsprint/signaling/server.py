@@ -15,11 +15,13 @@ memory forever, so every close is bounded by `close_grace` seconds, then aborted
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 from typing import Any, Callable
 
 from netsprint.clock import Clock
+from netsprint.reactor import background
 from netsprint.reactor.addresses import short_addr
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.protocols import Protocol
@@ -225,3 +227,11 @@ class SignalingServer:
     def __repr__(self) -> str:
         return (f"<SignalingServer {short_addr(self.sockname)} "
                 f"connections={self.connection_count} peers={len(self.core.peer_ids())}>")
+
+
+def serving_in_thread(host: str = "127.0.0.1", port: int = 0, **options: Any
+                      ) -> contextlib.AbstractContextManager[SignalingServer]:
+    """A SignalingServer (`options` as for the class) on its own loop in a background
+    thread, for notebooks and tests that block in clients; closed on exit, even on failure."""
+    return background.serving_in_thread(
+        lambda loop: SignalingServer(loop, host, port, **options), name="signaling-server")

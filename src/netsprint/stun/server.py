@@ -35,9 +35,9 @@ import ipaddress
 import logging
 import socket
 import struct
-import threading
-from typing import Any, Iterator
+from typing import Any
 
+from netsprint.reactor import background
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.protocols import DatagramProtocol
 from netsprint.reactor.udp import UdpSocket
@@ -340,25 +340,12 @@ class StunServer:
         self.close()
 
 
-@contextlib.contextmanager
 def serving_in_thread(primary: Address = ("127.0.0.1", 0), alt_ip: str | None = None, *,
                       alt_port: int | None = None,
-                      core_class: type[StunServerCore] = StunServerCore) -> Iterator[StunServer]:
+                      core_class: type[StunServerCore] = StunServerCore
+                      ) -> contextlib.AbstractContextManager[StunServer]:
     """A StunServer on its own loop in a background thread, for tests and notebooks where
     the caller blocks in a client; stopped and closed on exit, even on failure."""
-    loop = EventLoop()
-    try:
-        server = StunServer(loop, primary, alt_ip, alt_port=alt_port, core_class=core_class)
-    except BaseException:
-        loop.close()
-        raise
-    thread = threading.Thread(target=loop.run_forever, name="stun-server", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        loop.stop()  # thread-safe: sets a flag and wakes the loop's eventfd
-        thread.join(timeout=10.0)
-        server.close()
-        if not thread.is_alive():
-            loop.close()
+    return background.serving_in_thread(
+        lambda loop: StunServer(loop, primary, alt_ip, alt_port=alt_port, core_class=core_class),
+        name="stun-server")
