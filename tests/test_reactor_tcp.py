@@ -11,12 +11,12 @@ import resource
 import selectors
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 from netsprint.errors import ReactorError
+from netsprint.reactor.background import serving_in_thread
 from netsprint.reactor import (READABLE, WRITABLE, EventLoop, Protocol, TcpConnection,
                                TcpListener)
 from netsprint.reactor.echo import EchoProtocol
@@ -495,23 +495,9 @@ def fd_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, original)
 
 
-@contextlib.contextmanager
 def serve_in_thread(make_server):
     """Run `make_server(loop)` on a loop in a thread; close both even if the test fails."""
-    loop = EventLoop()
-    try:
-        server = make_server(loop)
-    except BaseException:
-        loop.close()
-        raise
-    thread = threading.Thread(target=loop.run_forever, name="test-server", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        loop.call_soon_threadsafe(lambda: (server.close(), loop.stop()))
-        thread.join(10)
-        loop.close()
+    return serving_in_thread(make_server, name="test-server")
 
 
 def echo_clients(port: int, count: int, rounds: int = 2, timeout: float = 20.0) -> int:
