@@ -192,3 +192,14 @@ def test_ipv6_socket_gets_the_error_with_its_address(loop):
     assert isinstance(exc, ConnectionRefusedError)
     assert exc.address[:2] == ("::1", port)
     assert exc.icmp == (1, 4)  # ICMPv6 destination unreachable, port unreachable
+
+
+def test_recv_buffer_bytes_sets_the_kernel_receive_buffer(loop):
+    with UdpSocket(loop, ("127.0.0.1", 0), Recorder()) as default:
+        default_bytes = default._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    with UdpSocket(loop, ("127.0.0.1", 0), Recorder(), recv_buffer_bytes=default_bytes * 2) as big:
+        got = big._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    with open("/proc/sys/net/core/rmem_max") as f:
+        cap = int(f.read())
+    # socket(7): Linux doubles the request (bookkeeping overhead), capped at rmem_max
+    assert got == min(default_bytes * 4, 2 * cap) > default_bytes

@@ -65,12 +65,17 @@ class UdpSocket:
 
     def __init__(self, loop: EventLoop, local_addr: tuple[str, int],
                  protocol: DatagramProtocol, *, remote_addr: tuple[str, int] | None = None,
-                 send_queue_max: int = SEND_QUEUE_MAX) -> None:
+                 send_queue_max: int = SEND_QUEUE_MAX,
+                 recv_buffer_bytes: int | None = None) -> None:
         family, addr = resolve(local_addr[0], local_addr[1], socket.SOCK_DGRAM, passive=True)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             _enable_error_queue(sock, family)
+            if recv_buffer_bytes is not None:
+                # socket(7): the kernel doubles the value and caps it at net.core.rmem_max;
+                # a burst larger than the buffer is dropped before we ever see it.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer_bytes)
             sock.bind(addr)
             if remote_addr is not None:
                 _, raddr = resolve(remote_addr[0], remote_addr[1], socket.SOCK_DGRAM)

@@ -51,6 +51,7 @@ from netsprint.stun.message import (BINDING, ERROR_RESPONSE, REQUEST, SUCCESS_RE
 log = logging.getLogger(__name__)
 
 AMPLIFICATION_FLOOR_BYTES = 80  # what a bare request may get back at most (coturn's size)
+RECV_BUFFER_BYTES = 4 << 20  # as coturn asks for: a burst of requests must not overflow
 ADDRESS_ATTR_V4_BYTES = 12      # TLV header + family/port + IPv4 address
 
 _HEADER = struct.Struct("!HHI12s")
@@ -310,12 +311,13 @@ class StunServer:
 
     def _bind_all(self, primary: Address, alt_ip: str | None, alt_port: int | None) -> None:
         endpoint = _Endpoint(self, primary)
-        first = UdpSocket(self.loop, primary, endpoint)
+        first = UdpSocket(self.loop, primary, endpoint, recv_buffer_bytes=RECV_BUFFER_BYTES)
         self.core = self._core_class((primary[0], first.sockname[1]), alt_ip, alt_port)
         endpoint.local = self.core.primary  # the real port, not the 0 asked for
         self.sockets[self.core.primary] = first
         for local in self.core.local_addresses[1:]:
-            self.sockets[local] = UdpSocket(self.loop, local, _Endpoint(self, local))
+            self.sockets[local] = UdpSocket(self.loop, local, _Endpoint(self, local),
+                                            recv_buffer_bytes=RECV_BUFFER_BYTES)
 
     @property
     def primary(self) -> Address:
