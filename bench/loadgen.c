@@ -17,25 +17,16 @@
  * Written in C so that the generator costs far less per request than a Python server does.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#define SUB_BITS 6
-#define SUB_COUNT (1 << SUB_BITS)
-#define NBUCKETS (64 * SUB_COUNT)
+#define BENCH_PROGRAM "loadgen"
+#include "bench_common.h"
+
 #define STALL_NS 5000000000ULL /* no reply anywhere for 5 s: the server is stuck */
 
 struct conn {
@@ -49,53 +40,7 @@ struct conn {
     unsigned char *tx, *rx;
 };
 
-static uint64_t hist[NBUCKETS];
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *syscall) { /* a failed system call: errno says why */
-    fprintf(stderr, "loadgen: %s: %s\n", syscall, strerror(errno));
-    exit(1);
-}
-
-/* The server misbehaved (or the arguments are wrong): fmt says how. */
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("loadgen: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static int bucket_of(uint64_t v) {
-    if (v < SUB_COUNT) return (int)v;
-    int e = 63 - __builtin_clzll(v); /* e >= SUB_BITS */
-    int sub = (int)((v >> (e - SUB_BITS)) & (SUB_COUNT - 1));
-    return (e - SUB_BITS + 1) * SUB_COUNT + sub;
-}
-
-static double bucket_mid(int idx) {
-    if (idx < SUB_COUNT) return idx;
-    int e = idx / SUB_COUNT + SUB_BITS - 1, sub = idx % SUB_COUNT;
-    double width = (double)(1ULL << (e - SUB_BITS));
-    return (SUB_COUNT + sub) * width + width / 2;
-}
-
-static double percentile_us(uint64_t count, double p) {
-    uint64_t rank = (uint64_t)(p * (double)count + 0.999999), seen = 0;
-    if (rank == 0) rank = 1;
-    for (int i = 0; i < NBUCKETS; i++) {
-        seen += hist[i];
-        if (seen >= rank) return bucket_mid(i) / 1000.0;
-    }
-    return 0;
-}
+static struct latency latency;
 
 /* The first 8 bytes carry (connection, request number), so with SIZE >= 8 no two requests
  * of a run share a payload: a reply from the wrong connection or a stale one cannot match
@@ -140,31 +85,26 @@ static int open_conn(const struct sockaddr_in *addr) {
 }
 
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1";
-    int port = 0, nconn = 100, opt;
+    struct run_options o = RUN_OPTIONS_DEFAULT;
+    int nconn = 100, opt;
     size_t size = 64;
-    double duration = 5, warmup = 1;
     while ((opt = getopt(argc, argv, "h:p:c:s:d:w:")) != -1) {
+        if (common_option(opt, optarg, &o)) continue;
         switch (opt) {
-        case 'h': host = optarg; break;
-        case 'p': port = atoi(optarg); break;
         case 'c': nconn = atoi(optarg); break;
         case 's': size = (size_t)atol(optarg); break;
-        case 'd': duration = atof(optarg); break;
-        case 'w': warmup = atof(optarg); break;
         default:
             fprintf(stderr, "usage: loadgen -h HOST -p PORT [-c N] [-s BYTES] [-d S] [-w S]\n");
             return 2;
         }
     }
-    if (port <= 0 || nconn <= 0 || size == 0 || duration <= 0) {
+    if (o.port <= 0 || nconn <= 0 || size == 0 || o.duration_s <= 0) {
         fprintf(stderr, "loadgen: need -p PORT and positive -c, -s, -d\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
 
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) fail("bad host %s (IPv4 only)", host);
+    struct sockaddr_in addr = server_address(&o);
     int ep = epoll_create1(0);
     if (ep < 0) die("epoll_create1");
     struct conn *conns = calloc((size_t)nconn, sizeof *conns);
@@ -181,15 +121,14 @@ int main(int argc, char **argv) {
     }
 
     uint64_t t_begin = now_ns();
-    uint64_t t_measure = t_begin + (uint64_t)(warmup * 1e9);
-    uint64_t t_end = t_measure + (uint64_t)(duration * 1e9);
-    uint64_t requests = 0, verified = 0, lat_sum = 0, lat_max = 0, last_progress = t_begin;
+    struct window_clock w = window_after(t_begin, &o);
+    uint64_t verified = 0, last_progress = t_begin;
     for (int i = 0; i < nconn; i++) start_request(ep, &conns[i], size);
 
     struct epoll_event events[1024];
     for (;;) {
         uint64_t now = now_ns();
-        if (now >= t_end) break;
+        if (now >= w.end) break;
         if (now - last_progress > STALL_NS) fail("no reply for 5 s (server stuck or not echoing)");
         int n = epoll_wait(ep, events, 1024, 100);
         if (n < 0 && errno == EINTR) continue;
@@ -209,31 +148,25 @@ int main(int argc, char **argv) {
                 fail("conn %d request %u: reply differs from request", c->id, c->seq);
             verified++;
             last_progress = done;
-            if (done >= t_measure && done < t_end) {
-                uint64_t lat = done - c->t0;
-                hist[bucket_of(lat)]++;
-                requests++;
+            if (in_window(&w, done)) {
+                latency_add(&latency, done - c->t0);
                 c->measured++;
-                lat_sum += lat;
-                if (lat > lat_max) lat_max = lat;
             }
             start_request(ep, c, size);
         }
     }
-    double measured = (double)(t_end - t_measure) / 1e9;
+    double measured = window_seconds(&w);
     for (int i = 0; i < nconn; i++) /* a fair, correct server never starves a connection */
         if (conns[i].measured == 0)
             fail("conn %d got no complete reply in the %.1f s measured (%zu of %zu bytes "
                  "back): the server lost bytes or starves connections",
-                 i, duration, conns[i].rcvd, size);
+                 i, o.duration_s, conns[i].rcvd, size);
     for (int i = 0; i < nconn; i++) close(conns[i].fd);
 
     printf("{\"connections\": %d, \"size\": %zu, \"warmup_s\": %.3f, \"duration_s\": %.6f, "
-           "\"requests\": %llu, \"rps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
-           "\"p999_us\": %.1f, \"mean_us\": %.1f, \"max_us\": %.1f, \"verified_replies\": %llu}\n",
-           nconn, size, warmup, measured, (unsigned long long)requests,
-           requests / measured, percentile_us(requests, 0.50), percentile_us(requests, 0.99),
-           percentile_us(requests, 0.999), requests ? lat_sum / 1000.0 / requests : 0,
-           lat_max / 1000.0, (unsigned long long)verified);
+           "\"requests\": %llu, ", nconn, size, o.warmup_s, measured,
+           (unsigned long long)latency.count);
+    print_rate_and_latency(&latency, measured);
+    printf(", \"verified_replies\": %llu}\n", (unsigned long long)verified);
     return 0;
 }

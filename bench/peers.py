@@ -1,7 +1,9 @@
-"""The echo servers under test, the C programs they need, and their processes.
+"""The servers under test, the C programs they need, and their processes.
 
-Owns: compiling bench/*.c into bench/build/, starting a server on a free port pinned to
-the server CPU, waiting until it listens, and stopping every process it started (by PID).
+Owns: the named echo servers, compiling bench/*.c into bench/build/, starting a server
+pinned to the server CPU (on a free port; for TCP, waiting until it listens), and stopping
+every process it started (by PID). bench/stun.py names its own STUN servers and starts
+them with the same Processes.
 """
 
 from __future__ import annotations
@@ -59,20 +61,31 @@ ALL = tuple(PEERS)
 
 
 def compile_c(name: str) -> Path:
-    """gcc -O2 bench/NAME.c -> bench/build/NAME, skipped when the binary is newer."""
+    """gcc -O2 bench/NAME.c -> bench/build/NAME, skipped when the binary is newer than the
+    source and every header in bench/ (the load generators share bench_common.h)."""
     src, out = BENCH / f"{name}.c", BUILD / name
-    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+    newest_input = max(p.stat().st_mtime for p in (src, *BENCH.glob("*.h")))
+    if out.exists() and out.stat().st_mtime >= newest_input:
         return out
     gcc = shutil.which("gcc")
     if gcc is None:
         raise BenchError("gcc not found: the load generator and the C peer are compiled at "
                          "run time. Install it (apt-get install gcc) and run again.")
     BUILD.mkdir(exist_ok=True)
+    # `#include "bench_common.h"` is looked up next to the source first: no -I needed.
     done = subprocess.run([gcc, "-O2", "-Wall", "-Wextra", "-o", str(out), str(src)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise BenchError(f"gcc failed on {src.name}:\n{done.stderr}")
     return out
+
+
+def not_serving(name: str, state: str, details: str, names: tuple[str, ...]) -> BenchError:
+    """The error for a server that exited or never served: what happened, the command and
+    its log (`details`), and how to leave it out of a run of the servers `names`."""
+    return BenchError(f"server {name!r} {state}.\n{details}\n"
+                      f"Fix it, or leave it out: --servers "
+                      f"{','.join(n for n in names if n != name)}")
 
 
 def free_port(host: str) -> int:
@@ -160,13 +173,18 @@ class Processes:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
-    def start_server(self, peer: Peer, host: str, timeout: float) -> Server:
-        port = free_port(host)
-        argv = [a.format(host=host, port=port) for a in peer.argv]
+    def launch(self, peer: Peer, port: int, **fill: str) -> Server:
+        """Start `peer` on `port`, pinned to SERVER_CPU, its stderr kept in a temp file.
+        The argv's "{port}" and every "{key}" of `fill` are filled in. It may not serve yet."""
+        argv = [a.format(port=port, **fill) for a in peer.argv]
         err = tempfile.TemporaryFile("w+")
         proc = self.spawn(argv, SERVER_CPU, stdout=subprocess.DEVNULL, stderr=err,
                           cwd=BENCH.parent, text=True)
-        server = Server(peer, port, proc, err)
+        return Server(peer, port, proc, err)
+
+    def start_server(self, peer: Peer, host: str, timeout: float) -> Server:
+        server = self.launch(peer, free_port(host), host=host)
+        proc, port = server.proc, server.port
         deadline = time.monotonic() + timeout
         while not is_listening(port):
             exited = proc.poll() is not None
@@ -174,11 +192,9 @@ class Processes:
                 self.stop(proc)
                 state = (f"exited with status {proc.returncode}" if exited
                          else f"did not listen on port {port} within {timeout:.0f} s")
-                raise BenchError(
-                    f"server {peer.name!r} {state}.\n  command: {' '.join(argv)}\n"
-                    f"  stderr:\n{server.stderr_text()}\n"
-                    f"Fix it, or leave it out: --servers "
-                    f"{','.join(n for n in ALL if n != peer.name)}")
+                raise not_serving(peer.name, state,
+                                  f"  command: {' '.join(proc.args)}\n"
+                                  f"  stderr:\n{server.stderr_text()}", ALL)
             time.sleep(0.02)
         return server
 
