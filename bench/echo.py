@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import resource
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
+
+from netsprint.reactor.pollcost import raise_fd_limit
 
 import harness
 from harness import new_table
@@ -55,18 +56,13 @@ def uvloop_version() -> str | None:
         return None
 
 
-def raise_fd_limit() -> None:
-    """Give this process (and so every child) the hard fd limit: the idle test holds
-    thousands of sockets on both sides."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def check_limits(args: argparse.Namespace) -> None:
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    """Raise the soft fd limit of this process (and so of every child) to what the run
+    needs: the idle test holds thousands of sockets on both sides."""
     need = max(args.idle, args.connections) + 100
-    if hard != resource.RLIM_INFINITY and hard < need:
-        raise BenchError(f"the open-files hard limit is {hard}, the run needs {need}: "
+    got = raise_fd_limit(need)
+    if got < need:
+        raise BenchError(f"the open-files hard limit is {got}, the run needs {need}: "
                          f"lower --idle/--connections or raise it (ulimit -Hn {need}).")
     harness.require_two_cpus()
 
@@ -189,7 +185,6 @@ def run(args: argparse.Namespace, console: Console) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    raise_fd_limit()
     return harness.run_bench("echo benchmark", args, lambda console: run(args, console),
                              print_report)
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from netsprint.stun.client import StunError, binding_request
+
 import harness
 from peers import (LOADGEN_CPU, SERVER_CPU, BenchError, Peer, Processes, Server, compile_c,
                    not_serving, pin)
@@ -36,11 +38,6 @@ TARGET = 0.90  # netsprint responses/s ÷ coturn responses/s
 MAX_DURATION_S = 600.0  # the load generator refuses more than an hour; this bench, 10 min
 MAX_ROUNDS = 20
 MAX_WINDOW = 4096  # the load generator's limit
-
-# RFC 8489 §5-6: a bare Binding request is a 20-byte header; the success answer is 0x0101.
-MAGIC_COOKIE = 0x2112A442
-BINDING_REQUEST = 0x0001
-BINDING_SUCCESS = 0x0101
 
 
 def _servers() -> dict[str, Peer]:
@@ -117,28 +114,21 @@ def free_udp_port(host: str) -> int:
             except OSError:
                 continue
             return port
-    raise BenchError("no port free for both UDP and TCP on 127.0.0.1")
+    raise BenchError(f"no port free for both UDP and TCP on {host}")
 
 
-def binding_answered(port: int, seq: int) -> bool:
-    """Send one bare Binding request from a fresh socket; True if a success answer with its
-    transaction id comes back within 50 ms. OSError counts as no.
+def binding_answered(port: int) -> bool:
+    """Send one Binding request from a fresh socket; True if a success answer to it comes
+    back within 50 ms (the package's client checks the transaction id).
 
     Fresh socket each time: coturn 4.6.1 keeps per-client-address state, and a client
     whose first datagrams arrive while it is still starting can stay unanswered for good
     (seen here about once in 20 starts); a new source port is a new client."""
-    tid = os.urandom(8) + seq.to_bytes(4, "big")
-    request = (BINDING_REQUEST.to_bytes(2, "big") + bytes(2)
-               + MAGIC_COOKIE.to_bytes(4, "big") + tid)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(request, (HOST, port))
-            sock.settimeout(0.05)
-            data = sock.recv(2048)
-        except OSError:
-            return False
-    return (len(data) >= 20 and int.from_bytes(data[:2], "big") == BINDING_SUCCESS
-            and data[4:8] == request[4:8] and data[8:20] == tid)
+    try:
+        answer = binding_request((HOST, port), timeout=0.05)
+    except StunError:  # e.g. ECONNREFUSED before the server binds
+        return False
+    return answer is not None and answer.error is None
 
 
 READY_PROBES = 3  # answered in a row: every listener thread is serving, not just the first
@@ -147,8 +137,8 @@ READY_PROBES = 3  # answered in a row: every listener thread is serving, not jus
 def wait_until_answering(running: Running, procs: Processes, timeout: float) -> None:
     server = running.server
     deadline, answered_in_row = time.monotonic() + timeout, 0
-    for seq in range(1_000_000):
-        answered_in_row = answered_in_row + 1 if binding_answered(server.port, seq) else 0
+    while True:
+        answered_in_row = answered_in_row + 1 if binding_answered(server.port) else 0
         if answered_in_row >= READY_PROBES:
             return
         exited = server.proc.poll() is not None

@@ -8,11 +8,14 @@ missing install step cannot hide behind a skip.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import subprocess
 
 import pytest
+
+from netsprint.reactor.pollcost import raise_fd_limit
 
 REQUIRE_ALL = os.environ.get("NETSPRINT_REQUIRE_ALL") == "1"
 
@@ -56,6 +59,24 @@ def pair():
     finally:
         a.close()
         b.close()
+
+
+@pytest.fixture
+def fd_limit():
+    """`fd_limit(n)` raises this process's soft RLIMIT_NOFILE to n for one test. Only a
+    hard limit below n skips: many machines start with a soft limit of 1024, which any
+    process may raise itself."""
+    original = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def at_least(wanted: int) -> None:
+        got = raise_fd_limit(wanted)
+        if got < wanted:
+            pytest.skip(f"needs {wanted} open files; the hard RLIMIT_NOFILE allows {got}")
+
+    try:
+        yield at_least
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, original)
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ backends, sub-reactors, and the memory of 10,000 idle connections."""
 
 from __future__ import annotations
 
-import contextlib
-import re
-import resource
 import signal
 import socket
 import struct
@@ -13,36 +10,16 @@ import subprocess
 import sys
 
 import pytest
-from netutil import echo
+from netutil import echo, echo_server
 
 pytestmark = pytest.mark.net
 
 HOST = "127.0.0.1"
 
 
-@contextlib.contextmanager
-def echo_server(*args: str, python_code: str | None = None):
-    """Start the CLI echo server on a free port; yield (process, port); always stop it."""
-    cmd = ([sys.executable, "-c", python_code] if python_code else
-           [sys.executable, "-m", "netsprint", "echo-server", "--port", "0", *args])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if not match:
-            proc.kill()
-            pytest.fail(f"echo server did not start: {line!r} {proc.stderr.read()}")
-        yield proc, int(match.group(1))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-
-
 @pytest.mark.parametrize("args", [(), ("--backend", "poll"), ("--backend", "select"),
-                                  ("--sub-reactors", "2")])
+                                  ("--sub-reactors", "2"), ("--edge",),
+                                  ("--sub-reactors", "2", "--edge")])
 def test_cli_echo_server_echoes_and_stops_on_sigint(args):
     with echo_server(*args) as (proc, port):
         clients = [socket.create_connection((HOST, port), timeout=5) for _ in range(4)]
@@ -57,6 +34,14 @@ def test_cli_echo_server_echoes_and_stops_on_sigint(args):
         assert proc.wait(timeout=10) == 0
         assert "stopped: accepted=4 shed=0" in proc.stdout.read()
         assert "Traceback" not in proc.stderr.read()
+
+
+def test_edge_reaches_the_server_which_refuses_it_without_epoll():
+    result = subprocess.run([sys.executable, "-m", "netsprint", "echo-server", "--port", "0",
+                             "--backend", "poll", "--edge"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert "need the epoll backend" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_sigterm_stops_with_open_connections():
@@ -88,13 +73,8 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_ten_thousand_idle_connections_cost_under_1kb_each():
-    wanted = IDLE_CONNECTIONS + 200
-    original = resource.getrlimit(resource.RLIMIT_NOFILE)
-    soft, hard = original
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        pytest.skip(f"needs {wanted} open files, hard RLIMIT_NOFILE is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+def test_ten_thousand_idle_connections_cost_under_1kb_each(fd_limit):
+    fd_limit(IDLE_CONNECTIONS + 200)  # this side's sockets; the server raises its own
     socks: list[socket.socket] = []
     try:
         with echo_server(python_code=RAISE_LIMIT_AND_SERVE) as (proc, port):
@@ -115,7 +95,6 @@ def test_ten_thousand_idle_connections_cost_under_1kb_each():
             # RST instead of FIN: no TIME_WAIT left behind for 10,000 ports.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, original)
 
 
 def test_a_busy_port_is_a_one_line_error():

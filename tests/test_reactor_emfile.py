@@ -7,25 +7,24 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
+from netutil import echo, echo_server
 
 pytestmark = pytest.mark.net
 
 HOST = "127.0.0.1"
 FD_LIMIT = 48
 
-CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent(f"""
     import logging, resource, sys
     from netsprint.reactor.echo import run_server  # import everything before the limit
     import traceback, linecache  # used when logging; must not need fds later
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, hard))
     run_server("127.0.0.1", 0)
 """)
 
@@ -40,14 +39,7 @@ def cpu_seconds(pid: int) -> float:
 def echo_ok(sock: socket.socket, message: bytes) -> bool:
     """True if the server echoed `message`; False if it closed or reset the connection."""
     try:
-        sock.sendall(message)
-        got = b""
-        while len(got) < len(message):
-            chunk = sock.recv(len(message) - len(got))
-            if not chunk:
-                return False
-            got += chunk
-        return got == message
+        return echo(sock, message) == message
     except (ConnectionResetError, BrokenPipeError):
         return False
 
@@ -62,24 +54,9 @@ def was_shed(sock: socket.socket) -> bool:
 
 @pytest.fixture
 def low_fd_server():
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(FD_LIMIT)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        assert match, f"server did not start: {line!r} " \
-            f"{proc.stderr.read() if proc.poll() is not None else ''}"
-        yield proc, int(match.group(1))
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    """The echo server in a child whose RLIMIT_NOFILE is FD_LIMIT; (process, port)."""
+    with echo_server(python_code=CHILD) as server:
+        yield server
 
 
 def test_out_of_fds_sheds_new_clients_serves_old_ones_and_does_not_spin(low_fd_server):

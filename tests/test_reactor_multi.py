@@ -11,6 +11,7 @@ from netutil import echo
 
 from netsprint.errors import ReactorError
 from netsprint.reactor import EventLoop, MultiReactorServer
+from netsprint.reactor.background import serving_in_thread
 from netsprint.reactor.echo import EchoProtocol
 
 pytestmark = pytest.mark.net
@@ -21,17 +22,10 @@ HOST = "127.0.0.1"
 @pytest.fixture
 def multi_server():
     """A 3-sub-reactor echo server whose main loop runs in a thread; always torn down."""
-    loop = EventLoop()
-    server = MultiReactorServer(loop, HOST, 0, EchoProtocol, sub_reactors=3)
-    thread = threading.Thread(target=loop.run_forever, name="main-reactor", daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(lambda loop: MultiReactorServer(loop, HOST, 0, EchoProtocol,
+                                                           sub_reactors=3),
+                           name="main-reactor") as server:
         yield server
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        server.close()
-        loop.close()
 
 
 def test_clients_are_spread_round_robin_and_all_get_echoes(multi_server):

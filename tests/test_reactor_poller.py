@@ -13,7 +13,8 @@ import pytest
 from netsprint.errors import ReactorError
 from netsprint.reactor import (EDGE, HANGUP, READABLE, WRITABLE, EventLoop, event_names,
                                make_poller)
-from netsprint.reactor.poller import FD_SETSIZE, ERROR
+from netsprint.reactor.pollcost import measure_poll_cost
+from netsprint.reactor.poller import ERROR, FD_SETSIZE
 
 pytestmark = pytest.mark.net
 
@@ -102,11 +103,8 @@ def test_edge_is_refused_where_the_kernel_has_none(backend, pair):
             p.modify(pair[0].fileno(), READABLE | EDGE)
 
 
-def test_select_refuses_fds_beyond_fd_setsize(pair):
-    import resource
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft <= FD_SETSIZE + 1:
-        pytest.skip(f"RLIMIT_NOFILE soft limit {soft} leaves no fd above {FD_SETSIZE}")
+def test_select_refuses_fds_beyond_fd_setsize(pair, fd_limit):
+    fd_limit(FD_SETSIZE + 64)  # F_DUPFD needs a soft limit above the fd it asks for
     big = fcntl.fcntl(pair[0].fileno(), fcntl.F_DUPFD_CLOEXEC, FD_SETSIZE)
     try:
         assert big >= FD_SETSIZE
@@ -176,3 +174,16 @@ def test_edge_triggered_reports_a_transition_once(pair):
         assert len(calls) == 2
         assert a.recv(100) == b"abcmore"
         loop.unregister(a)
+
+
+# -- the cost of one poll (week 1's plot) --------------------------------------------------
+
+def test_poll_cost_leaves_out_what_select_cannot_watch_and_leaks_no_fd(fd_limit):
+    big = FD_SETSIZE + 16
+    fd_limit(2 * big + 64)
+    before = set(os.listdir("/proc/self/fd"))
+    costs = measure_poll_cost([8, big], backends=("select", "epoll"))
+    assert [n for n, _ in costs["select"]] == [8]  # select's fd_set ends at FD_SETSIZE
+    assert [n for n, _ in costs["epoll"]] == [8, big]
+    assert all(us > 0 for points in costs.values() for _, us in points)
+    assert set(os.listdir("/proc/self/fd")) <= before  # every pipe closed again

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import logging
 import os
-import resource
 import selectors
 import socket
 import struct
@@ -16,9 +15,9 @@ import time
 import pytest
 
 from netsprint.errors import ReactorError
-from netsprint.reactor.background import serving_in_thread
 from netsprint.reactor import (READABLE, WRITABLE, EventLoop, Protocol, TcpConnection,
                                TcpListener)
+from netsprint.reactor.background import serving_in_thread
 from netsprint.reactor.echo import EchoProtocol
 
 pytestmark = pytest.mark.net
@@ -478,28 +477,6 @@ def test_edge_mode_needs_epoll():
 
 # -- many clients --------------------------------------------------------------------------
 
-@pytest.fixture
-def fd_limit():
-    """Raise the soft RLIMIT_NOFILE (within the hard limit) for one test."""
-    original = resource.getrlimit(resource.RLIMIT_NOFILE)
-
-    def at_least(wanted: int) -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft >= wanted:
-            return
-        if hard != resource.RLIM_INFINITY and hard < wanted:
-            pytest.skip(f"needs {wanted} fds, hard RLIMIT_NOFILE is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-    yield at_least
-    resource.setrlimit(resource.RLIMIT_NOFILE, original)
-
-
-def serve_in_thread(make_server):
-    """Run `make_server(loop)` on a loop in a thread; close both even if the test fails."""
-    return serving_in_thread(make_server, name="test-server")
-
-
 def echo_clients(port: int, count: int, rounds: int = 2, timeout: float = 20.0) -> int:
     """`count` concurrent non-blocking clients, each doing `rounds` echo exchanges with a
     unique message; returns how many finished correctly."""
@@ -545,7 +522,7 @@ def echo_clients(port: int, count: int, rounds: int = 2, timeout: float = 20.0) 
 
 def test_a_thousand_concurrent_clients(fd_limit):
     fd_limit(2 * 1000 + 200)
-    with serve_in_thread(lambda loop: TcpListener(loop, HOST, 0, EchoProtocol,
-                                                  backlog=2048)) as listener:
+    with serving_in_thread(lambda loop: TcpListener(loop, HOST, 0, EchoProtocol,
+                                                    backlog=2048)) as listener:
         assert echo_clients(listener.port, 1000) == 1000
         assert listener.accepted_connections == 1000

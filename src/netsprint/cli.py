@@ -16,7 +16,8 @@ from netsprint.errors import NetsprintError
 def _cmd_echo_server(args: argparse.Namespace) -> int:
     from netsprint.reactor.echo import run_server
 
-    run_server(args.host, args.port, sub_reactors=args.sub_reactors, backend=args.backend)
+    run_server(args.host, args.port, sub_reactors=args.sub_reactors, backend=args.backend,
+               edge=args.edge)
     return 0
 
 
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sub-reactors", type=int, default=0,
                    help="threads running sub-reactors (0: one reactor does everything)")
     p.add_argument("--backend", choices=["epoll", "poll", "select"], default="epoll")
+    p.add_argument("--edge", action="store_true",
+                   help="edge-triggered connections (epoll only; default: level-triggered)")
     p.set_defaults(handler=_cmd_echo_server)
 
     p = sub.add_parser("doctor", help="check this machine for every week's needs")
@@ -110,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     course_root(p)
     p.set_defaults(handler=_cmd_grade)
+
     p = sub.add_parser("signal-server", help="week 2: the signaling server")
     p.add_argument("--listen", default="127.0.0.1:7001", metavar="HOST:PORT")
     p.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="SECONDS",
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="weeks 3-7: the NAT lab in network namespaces (root)")
     lab = p.add_subparsers(dest="lab_command", required=True)
     q = lab.add_parser("up", help="build a lab: internet, two NAT routers, a peer behind each")
-    q.add_argument("--name", default="ns", help="the lab's name prefix")
+    q.add_argument("--name", default="ns", help="the lab's name")
     q.add_argument("--nat-a", default="port-restricted", help="NAT type of router a")
     q.add_argument("--nat-b", default="port-restricted", help="NAT type of router b")
     q = lab.add_parser("down", help="tear a lab down")

@@ -9,6 +9,8 @@
     multireactor.py main reactor accepts, sub-reactor threads serve (one loop per thread)
     echo.py         EchoProtocol and the `netsprint echo-server` entry point
     addresses.py    host/port to a socket address (getaddrinfo), addresses for logs
+    background.py   serving_in_thread: a server on its own loop in a background thread
+    signals.py      StopOnSignals: SIGINT/SIGTERM stop a loop cleanly (the CLI's servers)
     pollcost.py     the cost of one poll against the number of watched fds (the plot)
 """
 

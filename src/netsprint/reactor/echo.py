@@ -1,7 +1,7 @@
 """The echo server: the week-1 deliverable and the reactor's benchmark subject.
 
-`netsprint echo-server --port P [--sub-reactors N] [--backend epoll|poll|select]` runs
-`run_server`. Port 0 picks a free port; the printed line says which.
+`netsprint echo-server --port P [--sub-reactors N] [--backend epoll|poll|select] [--edge]`
+runs `run_server`. Port 0 picks a free port; the printed line says which.
 """
 
 from __future__ import annotations
