@@ -11,7 +11,5 @@ from pathlib import Path
 from netsprint.course.nbconfig import configure
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
+# Among them: CourseDirectory.source_directory = "solutions", release_directory = "notebooks".
 configure(c, Path(__file__).resolve().parent)
-# Stated here too so a reader sees the layout at a glance:
-c.CourseDirectory.source_directory = "solutions"
-c.CourseDirectory.release_directory = "notebooks"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from nbformat.v4 import new_code_cell, new_output
 
-from netsprint.course.grading import descendants, timed_out_cells, worker_failure
-from netsprint.course.timeouts import DEFAULT_CELL_TIMEOUT
+from netsprint.course.grading import descendants, kill_tree, timed_out_cells, worker_failure
+from netsprint.course.nbconfig import course_config
 from netsprint.course.paths import CourseRoot, week_number
 from netsprint.course.preprocessors import StderrIsNotFailure
-from netsprint.course.timeouts import MAX_CELL_TIMEOUT, cell_timeout, requested_timeout
+from netsprint.course.timeouts import (
+    DEFAULT_CELL_TIMEOUT, MAX_CELL_TIMEOUT, cell_timeout, requested_timeout,
+)
 from netsprint.errors import CourseError
 
 pytestmark = pytest.mark.unit
@@ -83,7 +87,6 @@ def test_descendants_finds_grandchildren():
         kids = descendants(parent.pid)
         assert len(kids) == 1
     finally:
-        from netsprint.course.grading import kill_tree
         kill_tree(parent.pid)
         parent.wait(5)
 
@@ -95,3 +98,30 @@ def test_weeks_are_named_week00_to_week26(tmp_path):
             week_number(bad)
     with pytest.raises(CourseError, match="no workbook found"):
         CourseRoot.find(tmp_path)
+
+
+def test_commands_select_weeks_checked_sorted_once_each(tmp_path):
+    for name in ("week01", "week00", "notes"):
+        (tmp_path / "solutions" / name).mkdir(parents=True)
+    course = CourseRoot(tmp_path)
+    assert course.select_weeks([]) == ["week00", "week01"]
+    assert course.select_weeks(["week03", "week01", "week03"]) == ["week01", "week03"]
+    with pytest.raises(CourseError, match="week00 .. week26"):
+        course.select_weeks(["week01", "week7"])
+
+
+def test_the_panels_and_the_cli_grade_with_the_same_settings():
+    """nbgrader_config.py (Jupyter's panels) applies nbconfig: same layout, database, limits."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    repo = Path(__file__).resolve().parents[1]
+    panels = PyFileConfigLoader("nbgrader_config.py", path=str(repo)).load_config()
+    cli = course_config(repo)
+    for section, key in [("CourseDirectory", "source_directory"),
+                         ("CourseDirectory", "release_directory"),
+                         ("CourseDirectory", "db_url"), ("Execute", "timeout"),
+                         ("Autograde", "autograde_preprocessors")]:
+        assert panels[section][key] == cli[section][key], (section, key)
+    assert (panels.CourseDirectory.source_directory,
+            panels.CourseDirectory.release_directory) == ("solutions", "notebooks")
+    assert panels.CourseDirectory.db_url.endswith("/.netsprint/gradebook.db")

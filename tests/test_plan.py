@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -52,6 +54,26 @@ def test_plan_has_weeks_0_to_26_in_order(plan):
     assert plan.week(7).name == "week07"
     with pytest.raises(CourseError):
         plan.week(27)
+
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
+WEEKS_WITH_MATERIAL = sorted(int(p.name[4:]) for p in SOLUTIONS.glob("week[0-9][0-9]") if p.is_dir())
+
+
+@pytest.mark.parametrize("number", WEEKS_WITH_MATERIAL)
+def test_a_written_week_has_the_notebooks_the_plan_lists(plan, number):
+    """`progress` calls a week done when the plan's notebooks pass: the names must match."""
+    written = sorted(p.name for p in (SOLUTIONS / f"week{number:02d}").glob("*.ipynb"))
+    assert written == sorted(plan.week(number).notebooks)
+
+
+@pytest.mark.parametrize("number", WEEKS_WITH_MATERIAL)
+def test_a_written_week_names_modules_that_exist(plan, number):
+    modules = [t.module for t in plan.week(number).tasks
+               if t.module and t.module.startswith("netsprint")]
+    assert modules, f"week {number} names no module"
+    for module in modules:
+        importlib.import_module(module)
 
 
 def test_load_plan_is_cached_and_frozen(plan):

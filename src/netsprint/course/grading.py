@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netsprint.course.nbconfig import LEARNER
-from netsprint.course.paths import GRADES_VERSION, CourseRoot, read_json, week_number, write_json
+from netsprint.course.nbconfig import COURSE_ID, LEARNER, gradebook_url
+from netsprint.course.paths import GRADES_VERSION, CourseRoot, read_json, write_json
 from netsprint.course.timeouts import cell_timeout
 from netsprint.course.workspace import (
     IGNORED, generate_release, submission_dir, temporary_course,
@@ -220,9 +220,7 @@ def read_result(tmp: Path, week: str, name: str, source: SourceNotebook) -> Note
 def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[float, float]]:
     from nbgrader.api import Gradebook
 
-    from netsprint.course.nbconfig import COURSE_ID
-
-    with Gradebook(f"sqlite:///{tmp / '.netsprint' / 'gradebook.db'}", COURSE_ID) as gb:
+    with Gradebook(gradebook_url(tmp), COURSE_ID) as gb:
         submission = gb.find_submission_notebook(notebook_id, week, LEARNER)
         return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in submission.grades}
 
@@ -274,16 +272,10 @@ def render(results: list[NotebookResult], console: Console) -> None:
                               f"{c.message or 'no error recorded (did the cell run?)'}")
 
 
-def select_weeks(course: CourseRoot, weeks: list[str]) -> list[str]:
-    for week in weeks:
-        week_number(week)
-    return sorted(set(weeks)) if weeks else course.weeks()
-
-
 def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
          root: Path | None = None, limits: Limits = Limits()) -> int:
     course = CourseRoot.find(root)
-    selected = select_weeks(course, weeks)
+    selected = course.select_weeks(weeks)
     folder = (notebooks or course.notebooks).resolve()
     if not folder.is_dir():
         raise CourseError(f"no notebooks folder at {folder}")

@@ -19,12 +19,17 @@ RELEASE = "notebooks"
 LEARNER = "learner"
 
 
+def gradebook_url(root: Path) -> str:
+    """nbgrader's database for the course at `root` (the panels', or a temporary course's)."""
+    return f"sqlite:///{root / '.netsprint' / 'gradebook.db'}"
+
+
 def configure(c: Config, root: Path) -> Config:
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.source_directory = SOURCE
     c.CourseDirectory.release_directory = RELEASE
-    c.CourseDirectory.db_url = f"sqlite:///{root / '.netsprint' / 'gradebook.db'}"
+    c.CourseDirectory.db_url = gradebook_url(root)
     c.Exchange.root = str(root / ".netsprint" / "exchange")
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -69,6 +69,12 @@ class CourseRoot:
         return sorted(p.name for p in self.solutions.iterdir()
                       if p.is_dir() and WEEK_PATTERN.match(p.name))
 
+    def select_weeks(self, weeks: list[str]) -> list[str]:
+        """The weeks a command asked for, checked, sorted and once each; none means all."""
+        for week in weeks:
+            week_number(week)
+        return sorted(set(weeks)) if weeks else self.weeks()
+
 
 def read_json(path: Path, default: Any) -> Any:
     if not path.exists():

@@ -13,7 +13,6 @@ without --force when it did.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from netsprint.course.paths import CourseRoot, read_json, week_number
+from netsprint.course.paths import CourseRoot, read_json, write_json
 from netsprint.course.workspace import generate_release, temporary_course
 
 console = Console(stderr=False, highlight=False)
@@ -66,12 +65,6 @@ def manifest_path(course: CourseRoot) -> Path:
     return course.notebooks / MANIFEST
 
 
-def write_manifest(path: Path, manifest: dict[str, str]) -> None:
-    # Sorted and stable: the file is committed and checked by `release --check`.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
-
-
 class Releaser:
     """Owns the decision to write, keep or back up each release file; owns no notebook content."""
 
@@ -114,7 +107,8 @@ class Releaser:
         self.backups.append(dest)
 
     def save(self) -> None:
-        write_manifest(self.manifest_path, self.manifest)
+        # Sorted, so the committed file changes only where a release did.
+        write_json(self.manifest_path, dict(sorted(self.manifest.items())))
 
 
 def generate_all(course: CourseRoot, weeks: list[str]) -> dict[str, dict[str, bytes]]:
@@ -168,9 +162,7 @@ def run_release(course: CourseRoot, weeks: list[str], force: bool) -> int:
 def main(weeks: list[str], check: bool = False, force: bool = False,
          root: Path | None = None) -> int:
     course = CourseRoot.find(root)
-    selected = sorted(set(weeks)) if weeks else course.weeks()
-    for week in selected:
-        week_number(week)
+    selected = course.select_weeks(weeks)
     if check:
         return check_release(course, selected)
     return run_release(course, selected, force)
