@@ -1,7 +1,8 @@
 """Fixtures and helpers for the NAT lab tests (import the fixtures into a test module).
 
-Every lab a fixture builds is torn down in a `finally`, so a failing test leaves no
-namespace, veth, nft table or server process behind. Module-scoped fixtures cannot use the
+Every lab a fixture builds is torn down by its `with` block, also when the test fails, and
+the fixture then checks the root namespace shows nothing of it: no namespace, veth, bridge or
+nft table (`assert_no_traces`). Module-scoped fixtures cannot use the
 function-scoped `needs_netns`, so `require_lab()` / `require_coturn()` apply conftest's
 same checks (and the same REQUIRE_ALL rule, since they skip through pytest).
 """
@@ -45,6 +46,7 @@ def lab():
     require_lab()
     with NatLab() as built:
         yield built
+    assert_no_traces(built.name)
 
 
 @dataclass
@@ -66,6 +68,7 @@ def coturn_lab(tmp_path_factory):
         with start_turnserver(list(built.stun_addresses), netns=built.netns("internet"),
                               log_dir=log_dir):
             yield CoturnLab(built)
+    assert_no_traces(built.name)
 
 
 # --- looking at the host ----------------------------------------------------------------------
@@ -101,6 +104,12 @@ def lab_traces(snapshot: HostSnapshot, lab_name: str) -> list[str]:
     traces += [f"link {name}" for name in snapshot.links & LAB_LINK_NAMES]
     traces += [f"nft table {name}" for name in snapshot.nft_tables & LAB_TABLE_NAMES]
     return sorted(traces)
+
+
+def assert_no_traces(lab_name: str) -> None:
+    """The root namespace shows nothing of lab `lab_name` (and no lab link or table)."""
+    traces = lab_traces(host_snapshot(), lab_name)
+    assert traces == [], f"lab {lab_name!r} left behind: {traces}"
 
 
 # --- traffic ------------------------------------------------------------------------------------

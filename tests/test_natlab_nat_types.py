@@ -7,8 +7,7 @@ run turnserver in the lab's internet namespace on both STUN addresses and
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,11 @@ from labutil import require_coturn
 
 from netsprint.lab.coturn import (
     ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, ENDPOINT_INDEPENDENT, UNKNOWN,
-    parse_natdiscovery, run_natdiscovery, start_turnserver, wait_for_binding,
+    binding_answered, free_port_pair, parse_natdiscovery, run_natdiscovery, start_turnserver,
+    wait_for_binding,
 )
 from netsprint.lab.nat_types import EXPECTED_BEHAVIOUR, NAT_TYPES, Router, loss_script, nft_script
+from netsprint.stun.server import serving_in_thread
 
 
 # --- the parser, on captured output -------------------------------------------------------
@@ -309,27 +310,35 @@ def test_sides_are_independent(coturn_lab):
 @pytest.mark.interop
 def test_turnserver_is_stopped_even_when_the_body_raises(tmp_path):
     require_coturn()
+    ips = ["127.0.0.1", "127.0.0.2"]
     with pytest.raises(RuntimeError, match="boom"):
-        with start_turnserver(["127.0.0.1", "127.0.0.2"], 34870, log_dir=tmp_path) as server:
+        with start_turnserver(ips, free_port_pair(ips), log_dir=tmp_path) as server:
             wait_for_binding(server, timeout=2)
             raise RuntimeError("boom")
     assert server.process.poll() is not None  # stopped by PID on the way out
     assert "Coturn" in server.log_text()  # a log dir we passed in is kept
 
 
+@pytest.mark.net
+def test_readiness_probe_tells_silence_from_an_answer():
+    ips = ["127.0.0.1", "127.0.0.2"]
+    port = free_port_pair(ips)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        assert not binding_answered(sock, ("127.0.0.1", port))  # nobody there: refused
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:
+            mute.bind(("127.0.0.1", port))  # there, but never answers: silence
+            assert not binding_answered(sock, ("127.0.0.1", port))
+        with serving_in_thread(("127.0.0.1", 0)) as server:
+            assert binding_answered(sock, server.primary)
+
+
 # --- our STUN server, behind each NAT, against coturn's client -------------------------------
-
-def have_our_stun_server() -> bool:
-    return importlib.util.find_spec("netsprint.stun.command") is not None and hasattr(
-        importlib.import_module("netsprint.stun.command"), "run_stun_server")
-
 
 @pytest.mark.parametrize("nat_type", NAT_TYPES)
 @pytest.mark.lab
 @pytest.mark.interop
 def test_our_stun_server_gives_coturn_the_same_verdict(coturn_lab, nat_type):
-    if not have_our_stun_server():
-        pytest.skip("`netsprint stun-server` is not written yet (netsprint.stun.command)")
     lab = coturn_lab.lab
     lab.set_nat("a", nat_type)
     primary, alternate = lab.stun_addresses
@@ -359,11 +368,8 @@ def test_our_stun_server_gives_coturn_the_same_verdict(coturn_lab, nat_type):
 
 
 def _wait_for_our_server(lab, ip: str, port: int, process: subprocess.Popen) -> None:
-    from netsprint.lab.coturn import binding_answered
-
     deadline = time.monotonic() + 10
     with lab.socket("internet") as sock:
-        sock.settimeout(0.1)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 pytest.fail(f"netsprint stun-server exited: {process.stderr.read()}")

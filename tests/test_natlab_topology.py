@@ -6,11 +6,13 @@ Traffic stays inside namespaces these tests create, on documentation ranges only
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 
 import pytest
 from labutil import lab  # noqa: F401  (a fixture)
-from labutil import drain, host_snapshot, lab_traces, require_lab, send_burst, udp_receiver
+from labutil import (assert_no_traces, drain, host_snapshot, lab_traces, require_lab,
+                      send_burst, udp_receiver)
 
 from netsprint.lab import LabError
 from netsprint.lab import topology
@@ -96,6 +98,8 @@ def test_two_labs_side_by_side_do_not_collide():
         assert round_trip_source(second, "peer-a")[0] == second.address("peer-a")
         first.set_loss("a", 100)
         assert round_trip_source(second, "peer-a")[0] == second.address("peer-a")
+    assert_no_traces(first.name)
+    assert_no_traces(second.name)
 
 
 def test_root_namespace_gets_nothing_and_teardown_removes_all():
@@ -114,7 +118,7 @@ def test_root_namespace_gets_nothing_and_teardown_removes_all():
         assert {f"netns {ns}" for ns in built.namespaces} <= set(lab_traces(during, built.name))
         # No veth end, bridge or nft table of the lab ever appears in the root namespace.
         assert [t for t in lab_traces(during, built.name) if not t.startswith("netns")] == []
-    assert lab_traces(host_snapshot(), built.name) == []
+    assert_no_traces(built.name)
     assert not built.state_path.exists()
 
 
@@ -125,7 +129,7 @@ def test_teardown_happens_when_the_body_raises():
         with built:
             assert topology.netns_exists(built.netns("peer-a"))
             raise RuntimeError("boom")
-    assert lab_traces(host_snapshot(), built.name) == []
+    assert_no_traces(built.name)
     assert not built.state_path.exists()
 
 
@@ -140,19 +144,27 @@ def test_half_built_lab_is_removed(monkeypatch):
     real_build_side = NatLab._build_side
     monkeypatch.setattr(NatLab, "_build_side", fail_side_b)
     built = NatLab()
-    with pytest.raises(LabError, match="simulated"):
-        built.up()
-    assert lab_traces(host_snapshot(), built.name) == []
-    assert not built.state_path.exists()
+    try:
+        with pytest.raises(LabError, match="simulated"):
+            built.up()
+        assert_no_traces(built.name)
+        assert not built.state_path.exists()
+    finally:
+        built.down()  # only does something when up() did not clean up after itself
 
 
 def test_down_stops_processes_left_inside_the_lab():
     require_lab()
     with NatLab() as built:
         sleeper = built.popen("peer-a", ["sleep", "60"])
-    # down() found the sleeper by its namespace and stopped it; the namespace is gone.
-    assert sleeper.wait(timeout=10) != 0
-    assert lab_traces(host_snapshot(), built.name) == []
+    try:
+        # down() found the sleeper by its namespace and stopped it; the namespace is gone.
+        assert sleeper.wait(timeout=10) == -signal.SIGTERM
+        assert_no_traces(built.name)
+    finally:
+        if sleeper.poll() is None:  # down() missed it: stop it here, by its PID
+            sleeper.kill()
+            sleeper.wait(timeout=10)
 
 
 def test_loss_drops_roughly_the_asked_share(lab):

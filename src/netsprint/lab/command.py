@@ -23,7 +23,8 @@ from netsprint.errors import NetsprintError
 from netsprint.lab import LabError
 from netsprint.lab.coturn import NatDiscovery, run_natdiscovery, start_turnserver
 from netsprint.lab.nat_types import EXPECTED_BEHAVIOUR, NAT_TYPES, check_nat_type
-from netsprint.lab.topology import NODES, PLAN, NatLab, check_root, lab_names, netns_argv
+from netsprint.lab.topology import (NODES, PLAN, SIDES, NatLab, check_root, lab_names,
+                                    netns_argv)
 
 STUN_PORT = 3478
 DETECTOR_TEST_TIMEOUT = 2.0  # seconds per RFC 5780 test: the lab's links answer in < 1 ms
@@ -68,15 +69,11 @@ def topology_table(lab: NatLab) -> Table:
     table = Table(title=f"NAT lab {lab.name!r}")
     for column in ("node", "namespace", "address", "role"):
         table.add_column(column)
-    roles = {
-        "internet": f"bridge br0; STUN addresses {', '.join(lab.stun_addresses)}",
-        "nat-a": f"router, NAT {lab.nat['a']}, LAN {PLAN['a'].lan_prefix}"
-                 + (f", loss {lab.loss['a']:g} %" if lab.loss["a"] else ""),
-        "nat-b": f"router, NAT {lab.nat['b']}, LAN {PLAN['b'].lan_prefix}"
-                 + (f", loss {lab.loss['b']:g} %" if lab.loss["b"] else ""),
-        "peer-a": f"host behind nat-a (gateway {PLAN['a'].gateway_ip})",
-        "peer-b": f"host behind nat-b (gateway {PLAN['b'].gateway_ip})",
-    }
+    roles = {"internet": f"bridge br0; STUN addresses {', '.join(lab.stun_addresses)}"}
+    for side in SIDES:
+        loss = f", loss {lab.loss[side]:g} %" if lab.loss[side] else ""
+        roles[f"nat-{side}"] = f"router, NAT {lab.nat[side]}, LAN {PLAN[side].lan_prefix}{loss}"
+        roles[f"peer-{side}"] = f"host behind nat-{side} (gateway {PLAN[side].gateway_ip})"
     for node in NODES:
         table.add_row(node, lab.netns(node), lab.address(node), roles[node])
     return table
@@ -84,12 +81,12 @@ def topology_table(lab: NatLab) -> Table:
 
 def next_steps(lab: NatLab) -> str:
     name = "" if lab.name == "ns" else f" --name {lab.name}"
-    stun = lab.stun_addresses[0]
+    primary, alternate = lab.stun_addresses
     return "\n".join([
         "Next:",
         f"  netsprint lab shell internet{name} -- turnserver -n --stun-only --no-cli "
-        f"--listening-ip {lab.stun_addresses[0]} --listening-ip {lab.stun_addresses[1]}",
-        f"  netsprint lab shell peer-a{name} -- netsprint nat-type --server {stun}:{STUN_PORT}",
+        f"--listening-ip {primary} --listening-ip {alternate}",
+        f"  netsprint lab shell peer-a{name} -- netsprint nat-type --server {primary}:{STUN_PORT}",
         f"  netsprint lab nat symmetric --side a{name}",
         f"  netsprint lab shell peer-a{name}        (a shell inside peer-a)",
         f"  netsprint lab down{name}",
@@ -111,7 +108,7 @@ def lab_down(args: argparse.Namespace) -> int:
 
 def lab_nat(args: argparse.Namespace) -> int:
     lab = NatLab.load(args.name)
-    lab.set_nat(args.side, check_nat_type(args.type))
+    lab.set_nat(args.side, args.type)  # refuses an unknown type before touching the router
     print(f"lab {lab.name!r}: nat-{args.side} is now {args.type}")
     return 0
 

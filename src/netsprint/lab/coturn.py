@@ -9,11 +9,9 @@ RFC 5780 behaviour discovery and reads its verdict in the vocabulary our own det
 from __future__ import annotations
 
 import re
-import secrets
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -23,9 +21,7 @@ from pathlib import Path
 from netsprint.errors import CapabilityError
 from netsprint.lab import LabError
 from netsprint.lab.topology import netns_argv, socket_in_netns
-from netsprint.stun.attributes import MAGIC_COOKIE
-from netsprint.stun.message import (BINDING, REQUEST, SUCCESS_RESPONSE, Message, encode,
-                                    message_type)
+from netsprint.stun.client import binding_request
 # One vocabulary with our own detector, so verdicts compare as plain strings.
 from netsprint.stun.nat import (ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, BEHAVIOURS,
                                 ENDPOINT_INDEPENDENT, UNKNOWN)
@@ -33,12 +29,8 @@ from netsprint.stun.nat import (ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, B
 INSTALL_HINT = "install Debian's coturn: `apt-get install coturn` (scripts/provision.sh does)"
 READY_TIMEOUT = 10.0  # seconds for turnserver to answer its first Binding request
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
-PROBE_INTERVAL = 0.1  # seconds between readiness probes
-
-# RFC 5389 section 6: a Binding request (0x0001) with no attributes is the 20-byte header:
-# type, length 0, the magic cookie, a 96-bit transaction id. A success response is 0x0101.
-BINDING_REQUEST = message_type(BINDING, REQUEST)
-BINDING_SUCCESS = message_type(BINDING, SUCCESS_RESPONSE)
+PROBE_INTERVAL = 0.1  # seconds one readiness probe waits for its answer
+PORT_PAIR_TRIES = 50  # random port pairs free_port_pair tries before giving up
 
 
 def _require(tool: str) -> str:
@@ -138,6 +130,40 @@ def turnserver_argv(ips: list[str], port: int, workdir: Path, alt_port: int | No
     return argv
 
 
+def free_port_pair(ips: list[str]) -> int:
+    """A port P with P and P+1 free now for UDP and TCP on every IP in `ips` (turnserver
+    listens on both protocols, and on P+1 as its RFC 5780 alternate port).
+
+    For shared hosts (loopback): inside a fresh lab namespace every port is free anyway.
+    Another program may still take the pair before turnserver binds it; that shows as a
+    `LabError` from `start_turnserver`, never as a hang.
+    """
+    for _ in range(PORT_PAIR_TRIES):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((ips[0], 0))
+            port = probe.getsockname()[1]
+        if port < 65535 and _ports_free(ips, (port, port + 1)):
+            return port
+    raise LabError(f"no free port pair on {', '.join(ips)} after {PORT_PAIR_TRIES} tries")
+
+
+def _ports_free(ips: list[str], ports: tuple[int, ...]) -> bool:
+    held: list[socket.socket] = []
+    try:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            for ip in ips:
+                for port in ports:
+                    sock = socket.socket(socket.AF_INET, kind)
+                    held.append(sock)
+                    sock.bind((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def start_turnserver(ips: list[str], port: int = 3478, *, netns: str | None = None,
                      alt_port: int | None = None, log_dir: str | Path | None = None) -> TurnServer:
     """Start coturn's STUN server on `ips` (two IPs: RFC 5780) and wait until it answers.
@@ -173,11 +199,10 @@ def start_turnserver(ips: list[str], port: int = 3478, *, netns: str | None = No
 
 
 def wait_for_binding(server: TurnServer, timeout: float = READY_TIMEOUT) -> None:
-    """Poll the server with raw Binding requests until one is answered (bounded in time)."""
+    """Probe the server with Binding requests until one is answered (bounded in time)."""
     ip, port = server.address
     deadline = time.monotonic() + timeout
     with socket_in_netns(server.netns) as sock:
-        sock.settimeout(PROBE_INTERVAL)
         while time.monotonic() < deadline:
             if not server.running():
                 raise LabError(f"turnserver exited with status {server.process.returncode}:\n"
@@ -188,32 +213,11 @@ def wait_for_binding(server: TurnServer, timeout: float = READY_TIMEOUT) -> None
                    f"{timeout:.0f} s:\n{server.log_text()[-2000:]}")
 
 
-def binding_request(transaction_id: bytes) -> bytes:
-    """RFC 5389 section 6: the 20-byte header of an attribute-less Binding request."""
-    return encode(Message(BINDING, REQUEST, transaction_id))
-
-
-def is_binding_success(data: bytes, transaction_id: bytes) -> bool:
-    """True for a Binding success response that answers `transaction_id`."""
-    if len(data) < 20:
-        return False
-    kind, _length, cookie = struct.unpack_from("!HHI", data)
-    return kind == BINDING_SUCCESS and cookie == MAGIC_COOKIE and data[8:20] == transaction_id
-
-
 def binding_answered(sock: socket.socket, address: tuple[str, int]) -> bool:
-    """Send one Binding request on `sock`; True if its answer arrives before the timeout."""
-    transaction_id = secrets.token_bytes(12)
-    try:
-        sock.sendto(binding_request(transaction_id), address)
-        while True:
-            data = sock.recv(2048)
-            if is_binding_success(data, transaction_id):
-                return True
-    except (TimeoutError, ConnectionRefusedError):
-        # Not listening yet: an ICMP port-unreachable surfaces as ECONNREFUSED on the next
-        # call, silence as the timeout. Both mean "ask again".
-        return False
+    """One Binding request from `sock`; True if a success response comes within
+    PROBE_INTERVAL. Silence and ICMP port-unreachable (not listening yet) are both False."""
+    result = binding_request(address, sock=sock, timeout=PROBE_INTERVAL)
+    return result is not None and result.ok
 
 
 # --- turnutils_natdiscovery -----------------------------------------------------------------
@@ -322,6 +326,6 @@ def run_natdiscovery(server_ip: str, port: int = 3478, *, netns: str | None = No
 
 __all__ = [
     "ADDRESS_AND_PORT_DEPENDENT", "ADDRESS_DEPENDENT", "BEHAVIOURS", "ENDPOINT_INDEPENDENT",
-    "NatDiscovery", "TurnServer", "UNKNOWN", "parse_natdiscovery", "run_natdiscovery",
-    "start_turnserver",
+    "NatDiscovery", "TurnServer", "UNKNOWN", "free_port_pair", "parse_natdiscovery",
+    "run_natdiscovery", "start_turnserver",
 ]
