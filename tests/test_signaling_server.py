@@ -16,7 +16,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from types import SimpleNamespace
 
@@ -30,6 +29,7 @@ from netsprint.signaling import (Answer, BlockingSignalingClient, Candidate, Can
                                  SignalingServer, SignalingTimeout, decode_message,
                                  encode_frame, encode_message)
 from netsprint.signaling.command import SignalServerArgumentError, parse_listen, run_signal_server
+from netsprint.signaling.server import serving_in_thread
 
 pytestmark = pytest.mark.net
 
@@ -415,18 +415,8 @@ def test_server_close_aborts_everyone(loop, make_server):
 
 @pytest.fixture
 def threaded_server():
-    loop = EventLoop()
-    server = SignalingServer(loop, HOST, 0)
-    thread = threading.Thread(target=loop.run_forever, name="signaling-server", daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(HOST, 0) as server:
         yield server
-    finally:
-        loop.stop()
-        thread.join(WAIT)
-        server.close()
-        loop.run_once(0)
-        loop.close()
 
 
 def test_blocking_clients_exchange_addresses(threaded_server):
@@ -517,9 +507,6 @@ def _listening_port(proc: subprocess.Popen) -> int:
 
 
 def test_serving_in_thread_answers_and_closes_even_when_the_block_raises():
-    from netsprint.signaling.client import BlockingSignalingClient
-    from netsprint.signaling.server import serving_in_thread
-
     with pytest.raises(RuntimeError, match="the caller failed"):
         with serving_in_thread(heartbeat_timeout=5.0) as server:
             port = server.port

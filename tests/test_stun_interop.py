@@ -7,13 +7,13 @@ server. Starting, stopping (by PID) and parsing are `netsprint.lab.coturn`'s.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
 
 from conftest import needs_tool
-from netsprint.lab.coturn import ENDPOINT_INDEPENDENT, run_natdiscovery, start_turnserver
+from netsprint.lab.coturn import (ENDPOINT_INDEPENDENT, free_port_pair, run_natdiscovery,
+                                   start_turnserver)
 from netsprint.stun.client import binding_request
 from netsprint.stun.nat import detect_nat
 from netsprint.stun.server import serving_in_thread
@@ -23,38 +23,10 @@ pytestmark = pytest.mark.interop
 IPS = ("127.0.0.1", "127.0.0.2")
 
 
-def _port_pair_free(port: int) -> bool:
-    """P and P+1 free for UDP and TCP on both IPs (turnserver listens on TCP too)."""
-    held = []
-    try:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            for ip in IPS:
-                for p in (port, port + 1):
-                    sock = socket.socket(socket.AF_INET, kind)
-                    held.append(sock)
-                    sock.bind((ip, p))
-        return True
-    except OSError:
-        return False
-    finally:
-        for sock in held:
-            sock.close()
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65535 and _port_pair_free(port):
-            return port
-    raise AssertionError("no free port pair on 127.0.0.1/127.0.0.2")
-
-
 @pytest.fixture
 def coturn():
     needs_tool("turnserver", "coturn")
-    with start_turnserver(list(IPS), _free_port_pair()) as server:
+    with start_turnserver(list(IPS), free_port_pair(list(IPS))) as server:
         yield server
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from netsprint.lab.coturn import free_port_pair
 from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import ChangeRequest, ErrorCode
 from netsprint.stun.client import binding_request
@@ -218,6 +219,26 @@ def test_binding_over_loopback(rfc5780_server):
     assert result.other_address == ("127.0.0.2", rfc5780_server.primary[1] + 1)
 
 
+@pytest.fixture
+def ipv6_server():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with serving_in_thread(("::1", 0)) as server:
+        yield server
+
+
+@pytest.mark.net
+def test_binding_to_an_ipv6_server_without_naming_a_local_address(ipv6_server):
+    # The default local address follows the server's family: an IPv4 socket cannot send
+    # to ::1, which made every IPv6 server look broken ("cannot send").
+    result = binding_request(ipv6_server.primary, timeout=3)
+    assert result is not None and result.ok
+    assert result.mapped_address == ("::1", result.local_address.port)
+
+
 @pytest.mark.net
 @pytest.mark.parametrize("change_ip, change_port", [(True, False), (False, True), (True, True)])
 def test_change_request_replies_come_from_the_right_socket(rfc5780_server, change_ip,
@@ -301,37 +322,13 @@ def test_keeps_answering_during_and_after_a_malformed_burst(rfc5780_server, udp_
     assert final["requests"] == final["responses"] == 51
 
 
-def _free_port_pair() -> int:
-    """A port P with P+1 also free on 127.0.0.1 and 127.0.0.2 (checked by binding)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 65535:
-            continue
-        held = []
-        try:
-            for ip in ("127.0.0.1", "127.0.0.2"):
-                for p in (port, port + 1):
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    held.append(sock)
-                    sock.bind((ip, p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise AssertionError("no free port pair found")
-
-
 @pytest.mark.net
 def test_stun_server_command_serves_and_prints_counters_on_ctrl_c():
     import signal
     import subprocess
     import sys
 
-    port = _free_port_pair()
+    port = free_port_pair(["127.0.0.1", "127.0.0.2"])
     proc = subprocess.Popen([sys.executable, "-m", "netsprint", "stun-server", "--listen",
                              f"127.0.0.1:{port}", "--alt", "127.0.0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Hashable, Union
 
+from netsprint.reactor.addresses import short_addr
 from netsprint.signaling import protocol as p
 from netsprint.signaling.framing import FrameError
 
@@ -142,9 +143,6 @@ class SignalingCore:
     def peer_ids(self) -> list[str]:
         return sorted(self._peers)
 
-    def connection_count(self) -> int:
-        return len(self._conns)
-
     # -- messages -------------------------------------------------------------------------
 
     def _dispatch(self, conn: _Connection, msg: p.Message) -> list[Action]:
@@ -237,6 +235,4 @@ class SignalingCore:
     @staticmethod
     def _name(conn: _Connection) -> str:
         peer = f" ({conn.peer_id})" if conn.peer_id else ""
-        addr = conn.peer_addr
-        where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else addr
-        return f"connection {conn.conn_id} from {where}{peer}"
+        return f"connection {conn.conn_id} from {short_addr(conn.peer_addr)}{peer}"

@@ -20,7 +20,8 @@ from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import ChangeRequest, ErrorCode, StunDecodeError, TransportAddress
 from netsprint.stun.message import Attribute, Message, binding_request as make_request
 from netsprint.stun.message import decode, encode, is_stun
-from netsprint.stun.transaction import ClientTransaction, TransactionFailed, Transmit
+from netsprint.stun.transaction import (DEFAULT_RTO, ClientTransaction, TransactionFailed,
+                                        Transmit)
 
 RECV_BYTES = 65535
 RECV_BATCH = 64  # datagrams read per readiness event before the deadline is checked again
@@ -91,6 +92,12 @@ def _family(ip: str) -> int:
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
+def _wildcard_address(server_ip: str) -> tuple[str, int]:
+    """The wildcard address and port 0 of the server's family: an IPv4 socket cannot send
+    to an IPv6 server, nor the other way round."""
+    return ("::", 0) if _family(server_ip) == socket.AF_INET6 else ("0.0.0.0", 0)
+
+
 def _open_socket(local_addr: tuple[str, int]) -> socket.socket:
     sock = socket.socket(_family(local_addr[0]), socket.SOCK_DGRAM)
     try:
@@ -102,18 +109,20 @@ def _open_socket(local_addr: tuple[str, int]) -> socket.socket:
 
 
 def binding_request(server: tuple[str, int], *, sock: socket.socket | None = None,
-                    local_addr: tuple[str, int] = ("0.0.0.0", 0), change_ip: bool = False,
+                    local_addr: tuple[str, int] | None = None, change_ip: bool = False,
                     change_port: bool = False, response_port: int | None = None,
-                    timeout: float | None = None, rto: float = 0.5) -> BindingResult | None:
+                    timeout: float | None = None,
+                    rto: float = DEFAULT_RTO) -> BindingResult | None:
     """One Binding transaction to `server`; None if no answer (RFC 8489 schedule, cut
     short at `timeout` seconds when given).
 
     `sock`: send from this socket (kept open; NAT tests reuse one local port); otherwise a
-    socket bound to `local_addr` is made and closed. With `response_port`, the answer is
-    awaited on a second socket bound to that port on the same local IP (RFC 5780 §7.5)."""
+    socket bound to `local_addr` (default: any address of the server's family, any port) is
+    made and closed. With `response_port`, the answer is awaited on a second socket bound
+    to that port on the same local IP (RFC 5780 §7.5)."""
     own = sock is None
     if sock is None:
-        sock = _open_socket(local_addr)
+        sock = _open_socket(local_addr or _wildcard_address(server[0]))
     reply_sock = None
     try:
         if response_port is not None:

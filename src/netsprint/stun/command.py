@@ -10,16 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from netsprint.log import setup_logging
+from netsprint.reactor.addresses import short_addr
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.signals import StopOnSignals
 from netsprint.stun.client import StunError, parse_address, parse_ip
 from netsprint.stun.nat import DEFAULT_TEST_TIMEOUT, NatReport, detect_nat
 
 log = logging.getLogger(__name__)
-
-
-def _text(address: tuple[str, int]) -> str:
-    return f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}"
 
 
 def run_stun_server(args: argparse.Namespace) -> int:
@@ -32,7 +29,7 @@ def run_stun_server(args: argparse.Namespace) -> int:
     loop = EventLoop()
     try:
         with StunServer(loop, primary, alt_ip) as server:
-            addresses = ", ".join(_text(a) for a in server.core.local_addresses)
+            addresses = ", ".join(short_addr(a) for a in server.core.local_addresses)
             mode = "RFC 5780 (2 IPs x 2 ports)" if alt_ip else "Binding only (no --alt)"
             log.info("STUN server on %s: %s", addresses, mode)
             with StopOnSignals(loop):

@@ -22,7 +22,7 @@ import zlib
 from netsprint.errors import NetsprintError
 from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import StunDecodeError
-from netsprint.stun.message import HEADER_BYTES, is_stun, iter_attributes
+from netsprint.stun.message import HEADER_BYTES, append_attribute, is_stun, iter_attributes
 
 _SHA1_TLV_BYTES = 4 + 20
 _SHA256_TLV_BYTES = 4 + 32
@@ -146,22 +146,17 @@ def verify_fingerprint(data: bytes) -> bool:
 
 # -- adding --------------------------------------------------------------------------------
 
-def _append(data: bytes, attr_type: int, value: bytes) -> bytes:
-    body_len = len(data) - HEADER_BYTES + 4 + len(value)
-    return (data[:2] + struct.pack("!H", body_len) + data[4:]
-            + struct.pack("!HH", attr_type, len(value)) + value)
-
-
 def add_message_integrity(data: bytes, key: bytes) -> bytes:
-    return _append(data, attrs.MESSAGE_INTEGRITY, _mac_sha1(data, len(data), key))
+    return append_attribute(data, attrs.MESSAGE_INTEGRITY, _mac_sha1(data, len(data), key))
 
 
 def add_message_integrity_sha256(data: bytes, key: bytes) -> bytes:
-    return _append(data, attrs.MESSAGE_INTEGRITY_SHA256, _mac_sha256(data, len(data), key))
+    return append_attribute(data, attrs.MESSAGE_INTEGRITY_SHA256,
+                            _mac_sha256(data, len(data), key))
 
 
 def add_fingerprint(data: bytes) -> bytes:
-    return _append(data, attrs.FINGERPRINT, struct.pack("!I", _crc(data, len(data))))
+    return append_attribute(data, attrs.FINGERPRINT, _crc(data, len(data)))
 
 
 def protect(data: bytes, *, integrity_key: bytes | None = None,

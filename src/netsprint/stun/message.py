@@ -26,7 +26,6 @@ from netsprint.stun.attributes import MAGIC_COOKIE, StunDecodeError
 
 HEADER_BYTES = 20
 TRANSACTION_ID_BYTES = 12
-MAX_MESSAGE_BYTES = HEADER_BYTES + 0xFFFF
 
 BINDING = 0x001
 
@@ -195,6 +194,13 @@ def encode_attribute(attr_type: int, value: Any, transaction_id: bytes) -> bytes
     if len(body) > 0xFFFF:
         raise ValueError(f"{attrs.attribute_name(attr_type)} value is {len(body)} bytes")
     return _ATTR_HEADER.pack(attr_type, len(body)) + body + b"\0" * (-len(body) % 4)
+
+
+def append_attribute(data: bytes, attr_type: int, value: bytes) -> bytes:
+    """Encoded message bytes with one more TLV at the end and the header's length to match,
+    leaving every earlier byte as it is (MACs and FINGERPRINT cover exactly those bytes)."""
+    tlv = encode_attribute(attr_type, value, data[8:HEADER_BYTES])
+    return data[:2] + struct.pack("!H", len(data) - HEADER_BYTES + len(tlv)) + data[4:] + tlv
 
 
 def encode(message: Message) -> bytes:

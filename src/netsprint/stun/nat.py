@@ -32,8 +32,10 @@ from __future__ import annotations
 import socket
 from dataclasses import asdict, dataclass, field
 
+from netsprint.reactor.addresses import short_addr
 from netsprint.stun.attributes import TransportAddress
 from netsprint.stun.client import BindingResult, binding_request
+from netsprint.stun.transaction import DEFAULT_RTO
 
 ENDPOINT_INDEPENDENT = "endpoint-independent"
 ADDRESS_DEPENDENT = "address-dependent"
@@ -78,10 +80,7 @@ def rfc3489_class(mapping: str, filtering: str, *, mapped_equals_local: bool,
 
 
 def _text(address: tuple | None) -> str | None:
-    if address is None:
-        return None
-    ip, port = address[0], address[1]
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return None if address is None else short_addr(address)
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,8 @@ class NatReport:
 
 
 class _Prober:
-    """Runs Binding tests and keeps their records; owns the sockets it opens."""
+    """Runs Binding tests and keeps their records; owns the sockets it opens, all bound to
+    `local_ip` (a concrete address, so it is also the local half of every mapping)."""
 
     def __init__(self, local_ip: str, timeout: float, rto: float) -> None:
         self.local_ip = local_ip
@@ -192,7 +192,8 @@ def _answered(result: BindingResult | None) -> bool:
 
 
 def local_ip_towards(server: tuple[str, int], local_ip: str) -> str:
-    """The source IP the kernel picks for `server` (connect() on UDP sends nothing)."""
+    """`local_ip`, or for a wildcard (0.0.0.0 or ::, whatever the server's family) the
+    source IP the kernel picks for `server` (connect() on UDP sends nothing)."""
     if local_ip not in ("0.0.0.0", "::"):
         return local_ip
     family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
@@ -241,10 +242,10 @@ def _filtering_tests(prober: _Prober, server: TransportAddress,
 
 
 def detect_nat(server: tuple[str, int], *, local_ip: str = "0.0.0.0",
-               timeout: float = DEFAULT_TEST_TIMEOUT, rto: float = 0.5) -> NatReport:
+               timeout: float = DEFAULT_TEST_TIMEOUT, rto: float = DEFAULT_RTO) -> NatReport:
     """Run RFC 5780's mapping and filtering tests against `server` (see the module doc)."""
     server = TransportAddress(server[0], int(server[1]))
-    prober = _Prober(local_ip, timeout, rto)
+    prober = _Prober(local_ip_towards(server, local_ip), timeout, rto)
     try:
         return _detect(prober, server)
     finally:
@@ -253,7 +254,7 @@ def detect_nat(server: tuple[str, int], *, local_ip: str = "0.0.0.0",
 
 def _detect(prober: _Prober, server: TransportAddress) -> NatReport:
     sock = prober.new_socket()
-    local = TransportAddress(local_ip_towards(server, prober.local_ip), sock.getsockname()[1])
+    local = TransportAddress(prober.local_ip, sock.getsockname()[1])
     first = prober.run("mapping I", sock, server)
 
     def report(mapping: str, filtering: str, reason: str | None, *, rfc5780: bool,

@@ -45,8 +45,8 @@ from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import MAGIC_COOKIE, ChangeRequest, ErrorCode, StunDecodeError
 from netsprint.stun.integrity import add_fingerprint, verify_fingerprint
 from netsprint.stun.message import (BINDING, ERROR_RESPONSE, REQUEST, SUCCESS_RESPONSE,
-                                    Attribute, Message, decode, encode, encode_attribute,
-                                    is_stun)
+                                    Attribute, Message, append_attribute, decode, encode,
+                                    encode_attribute, is_stun)
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +243,7 @@ class StunServerCore:
         pad_bytes = max(0, (target_bytes - len(data) - 4) & ~3)
         if len(data) + 4 + pad_bytes > budget:
             return data  # not even an empty PADDING fits the amplification bound
-        tlv = struct.pack("!HH", attrs.PADDING, pad_bytes) + bytes(pad_bytes)
-        length = len(data) - 20 + len(tlv)
-        return data[:2] + struct.pack("!H", length) + data[4:] + tlv
+        return append_attribute(data, attrs.PADDING, bytes(pad_bytes))
 
     def _bad_request(self, request: Message, source: Address, local: Address) -> Reply:
         self.errors_400 += 1

@@ -60,7 +60,6 @@ class ClientTransaction:
         self.state = "new"
         self.transmissions = 0
         self.started_at: float | None = None
-        self.last_sent_at: float | None = None
         self.response: Message | None = None
         self._interval = rto
         self._next_deadline: float | None = None
@@ -114,7 +113,6 @@ class ClientTransaction:
 
     def _transmit(self, now: float) -> list[Action]:
         self.transmissions += 1
-        self.last_sent_at = now
         if self.transmissions < self.rc:
             self._next_deadline = now + self._interval
             self._interval *= 2  # RFC 8489 §6.2.1: RTO doubles after each retransmission
