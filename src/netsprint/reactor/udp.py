@@ -63,12 +63,20 @@ class UdpSocket:
     """One UDP socket. Owns the socket and its small queue of unsent datagrams; does not
     own the loop or the protocol."""
 
-    def __init__(self, loop: EventLoop, local_addr: tuple[str, int],
+    def __init__(self, loop: EventLoop, local_addr: tuple[str, int] | None,
                  protocol: DatagramProtocol, *, remote_addr: tuple[str, int] | None = None,
                  send_queue_max: int = SEND_QUEUE_MAX,
-                 recv_buffer_bytes: int | None = None) -> None:
-        family, addr = resolve(local_addr[0], local_addr[1], socket.SOCK_DGRAM, passive=True)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+                 recv_buffer_bytes: int | None = None,
+                 sock: socket.socket | None = None) -> None:
+        """Bind a new socket to `local_addr`, or adopt `sock` (already bound, e.g. the one a
+        peer used for STUN: its NAT mapping is what the other side was told about)."""
+        if sock is None:
+            if local_addr is None:
+                raise ValueError("UdpSocket needs local_addr or an existing sock")
+            family, addr = resolve(local_addr[0], local_addr[1], socket.SOCK_DGRAM, passive=True)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        else:
+            family, addr = sock.family, None
         try:
             sock.setblocking(False)
             _enable_error_queue(sock, family)
@@ -76,7 +84,8 @@ class UdpSocket:
                 # socket(7): the kernel doubles the value and caps it at net.core.rmem_max;
                 # a burst larger than the buffer is dropped before we ever see it.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer_bytes)
-            sock.bind(addr)
+            if addr is not None:
+                sock.bind(addr)
             if remote_addr is not None:
                 _, raddr = resolve(remote_addr[0], remote_addr[1], socket.SOCK_DGRAM)
                 sock.connect(raddr)
