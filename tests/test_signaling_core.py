@@ -6,11 +6,13 @@ import logging
 
 import pytest
 
+from netsprint.p2p.relay import RelayCore, RelayLimits
 from netsprint.signaling.core import Close, Send, SignalingCore
 from netsprint.signaling.framing import FrameError
 from netsprint.signaling.protocol import (Answer, Candidate, CandidateAddr, Endpoint, Error,
                                           Heartbeat, HeartbeatAck, Offer, PeerLeft, Register,
-                                          Registered, decode_message, encode_message)
+                                          Registered, RelayGranted, RelayRequest,
+                                          decode_message, encode_message)
 
 pytestmark = pytest.mark.unit
 
@@ -38,12 +40,13 @@ def core():
     return SignalingCore(heartbeat_timeout=TIMEOUT)
 
 
-def connect(core, conn_id, now=0.0, port=None):
-    core.connection_made(conn_id, ("127.0.0.1", port or 50000 + conn_id), now)
+def connect(core, conn_id, now=0.0, port=None, local_addr=None):
+    core.connection_made(conn_id, ("127.0.0.1", port or 50000 + conn_id), now,
+                         local_addr=local_addr)
 
 
-def register(core, conn_id, peer_id, now=0.0):
-    connect(core, conn_id, now)
+def register(core, conn_id, peer_id, now=0.0, local_addr=None):
+    connect(core, conn_id, now, local_addr=local_addr)
     actions = core.frame_received(conn_id, frame(Register(peer_id)), now)
     assert sent(actions, conn_id) == [Registered(peer_id, Endpoint("127.0.0.1", 50000 + conn_id))]
     return actions
@@ -275,3 +278,117 @@ def test_unregistered_connections_expire_too(core):
 def test_timeout_must_be_positive():
     with pytest.raises(ValueError):
         SignalingCore(heartbeat_timeout=0)
+
+
+# -- relay requests -----------------------------------------------------------------------------
+
+SESSION = "0123456789abcdef"
+SERVER_END = ("192.0.2.1", 7001)  # the address the clients' TCP connections arrived on
+RELAY_LIMITS = RelayLimits(max_allocations=1, idle_timeout=20.0)
+
+
+@pytest.fixture
+def relay():
+    tokens = iter(range(1, 100))
+    return RelayCore(RELAY_LIMITS, rng_bytes=lambda size: next(tokens).to_bytes(size, "big"))
+
+
+@pytest.fixture
+def relay_core(relay):
+    core = SignalingCore(heartbeat_timeout=TIMEOUT, relay=relay, relay_port=SERVER_END[1])
+    register(core, 1, "alice", local_addr=SERVER_END)
+    register(core, 2, "bob", local_addr=SERVER_END)
+    return core
+
+
+def test_relay_request_is_granted_with_a_token_and_the_relay_address(relay_core, relay):
+    actions = relay_core.frame_received(1, frame(RelayRequest("bob", SESSION)), 1.0)
+    assert sent(actions, 1) == [RelayGranted(SESSION, (1).to_bytes(16, "big").hex(),
+                                             Endpoint(*SERVER_END), RELAY_LIMITS.lifetime)]
+    assert sent(actions, 2) == []  # bob asks for his own
+    (granted,) = sent(relay_core.frame_received(2, frame(RelayRequest("alice", SESSION)), 2.0))
+    assert granted.token == (2).to_bytes(16, "big").hex()
+    assert granted.lifetime == RELAY_LIMITS.lifetime - 1.0
+    assert relay.bound_addresses(SESSION) == {"alice": None, "bob": None}
+    assert relay_core.stats["relay_granted"] == 2
+
+
+@pytest.mark.parametrize("local_addr,relay_ip", [
+    (("198.51.100.1", 7001), "198.51.100.1"),
+    (("2001:db8::1", 7001, 0, 0), "2001:db8::1"),
+    (("::ffff:192.0.2.1", 7001, 0, 0), "192.0.2.1"),  # a dual-stack listener, IPv4 client
+])
+def test_the_relay_ip_is_the_one_the_client_reached(local_addr, relay_ip):
+    core = SignalingCore(heartbeat_timeout=TIMEOUT, relay=RelayCore(), relay_port=7001)
+    register(core, 1, "carol", local_addr=local_addr)
+    register(core, 2, "dave", local_addr=local_addr)
+    (granted,) = sent(core.frame_received(1, frame(RelayRequest("dave", SESSION)), 1.0))
+    assert granted.relay == Endpoint(relay_ip, 7001)
+
+
+def test_relay_request_needs_a_registered_sender_and_target(relay_core, relay):
+    connect(relay_core, 3, local_addr=SERVER_END)
+    err = _error_of(relay_core.frame_received(3, frame(RelayRequest("bob", SESSION)), 1.0), 3)
+    assert (err.code, err.ref) == ("not_registered", "relay_request")
+    err = _error_of(relay_core.frame_received(1, frame(RelayRequest("carol", SESSION)), 1.0), 1)
+    assert (err.code, err.ref) == ("unknown_peer", "relay_request")
+    assert relay.allocation_count == 0
+
+
+def test_a_refused_relay_request_is_relay_refused(relay_core):
+    relay_core.frame_received(1, frame(RelayRequest("bob", SESSION)), 1.0)
+    register(relay_core, 3, "carol", local_addr=SERVER_END)
+    actions = relay_core.frame_received(3, frame(RelayRequest("alice", "ff" * 8)), 1.0)
+    err = _error_of(actions, 3)  # max_allocations is 1
+    assert (err.code, err.ref) == ("relay_refused", "relay_request")
+    assert "full" in err.reason
+    err = _error_of(relay_core.frame_received(1, frame(RelayRequest("alice", SESSION)), 1.0), 1)
+    assert err.code == "relay_refused"  # to itself
+    assert relay_core.stats["errors.relay_refused"] == 2
+
+
+def test_a_server_without_relay_refuses_relay_requests(core):
+    register(core, 1, "alice", local_addr=SERVER_END)
+    register(core, 2, "bob", local_addr=SERVER_END)
+    err = _error_of(core.frame_received(1, frame(RelayRequest("bob", SESSION)), 1.0), 1)
+    assert (err.code, err.ref) == ("relay_refused", "relay_request")
+
+
+def test_relay_granted_is_not_for_the_server(relay_core):
+    msg = RelayGranted(SESSION, "00" * 16, Endpoint(*SERVER_END), 1.0)
+    err = _error_of(relay_core.frame_received(1, frame(msg), 1.0), 1)
+    assert err.code == "unknown_type"
+
+
+def test_a_peer_that_leaves_frees_its_relay_allocations(relay_core, relay):
+    relay_core.frame_received(1, frame(RelayRequest("bob", SESSION)), 1.0)
+    relay_core.frame_received(2, frame(RelayRequest("alice", SESSION)), 1.0)
+    relay_core.connection_lost(2, 2.0)
+    assert relay.allocation_count == 0 and relay.stats["released"] == 1
+
+
+def test_an_expired_connection_frees_its_relay_allocations_too():
+    relay = RelayCore(RelayLimits(idle_timeout=10 * TIMEOUT))  # outlives the connections
+    core = SignalingCore(heartbeat_timeout=TIMEOUT, relay=relay, relay_port=SERVER_END[1])
+    register(core, 1, "alice", local_addr=SERVER_END)
+    register(core, 2, "bob", local_addr=SERVER_END)
+    core.frame_received(1, frame(RelayRequest("bob", SESSION)), 1.0)
+    core.frame_received(1, frame(Heartbeat(1)), 20.0)
+    assert closed(core.tick(TIMEOUT)) == [2]  # bob silent since 0
+    assert relay.allocation_count == 0 and relay.stats["released"] == 1
+
+
+def test_tick_and_next_deadline_cover_the_relay(relay_core, relay):
+    relay_core.frame_received(1, frame(RelayRequest("bob", SESSION)), 5.0)
+    relay_core.frame_received(2, frame(Heartbeat(1)), 5.0)  # both connections: due at 35
+    assert relay_core.next_deadline() == 5.0 + RELAY_LIMITS.idle_timeout  # 25 < 35
+    relay_core.tick(24.999)
+    assert relay.allocation_count == 1
+    assert closed(relay_core.tick(25.0)) == []
+    assert relay.allocation_count == 0 and relay.stats["expired_idle"] == 1
+    assert relay_core.next_deadline() == 5.0 + TIMEOUT
+
+
+def test_a_relay_needs_its_port():
+    with pytest.raises(ValueError, match="relay_port"):
+        SignalingCore(relay=RelayCore())

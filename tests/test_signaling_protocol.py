@@ -10,13 +10,15 @@ from netsprint.errors import DecodeError
 from netsprint.signaling import protocol as p
 from netsprint.signaling.protocol import (Answer, Candidate, CandidateAddr, Endpoint, Error,
                                           Heartbeat, HeartbeatAck, MessageError, Offer,
-                                          PeerLeft, Register, Registered, decode_message,
-                                          encode_message)
+                                          PeerLeft, Register, Registered, RelayGranted,
+                                          RelayRequest, decode_message, encode_message)
 
 pytestmark = pytest.mark.unit
 
 SRFLX = CandidateAddr("203.0.113.5", 40000, "srflx")
 HOST6 = CandidateAddr("2001:db8::7", 5000, "host")
+SESSION = "0123456789abcdef"
+TOKEN = "00112233445566778899aabbccddeeff"
 
 EVERY_MESSAGE = [
     Register("alice"),
@@ -30,6 +32,13 @@ EVERY_MESSAGE = [
     Error("unknown_peer", "no peer 'carol' is registered", ref="offer"),
     Error("bad_json", "payload is not JSON"),
     PeerLeft("alice"),
+    Offer("bob", (SRFLX,), session=SESSION, mapping="address-and-port-dependent"),
+    Answer("alice", (HOST6,), from_="bob", mapping="endpoint-independent"),
+    Offer("bob", (SRFLX,), mapping="address-dependent"),
+    RelayRequest("bob", SESSION),
+    RelayRequest("bob", SESSION.upper()),
+    RelayGranted(SESSION, TOKEN, Endpoint("127.0.0.1", 7001), 600.0),
+    RelayGranted(SESSION, TOKEN.upper(), Endpoint("::1", 1), 0.25),
 ]
 
 
@@ -49,6 +58,26 @@ def test_the_wire_bytes_are_compact_json_in_a_fixed_order():
     assert encode_message(Heartbeat(7)) == b'{"v":1,"type":"heartbeat","seq":7}'
     assert encode_message(Error("version", "v must be 1")) == (
         b'{"v":1,"type":"error","code":"version","reason":"v must be 1"}')
+
+
+def test_the_relay_messages_and_mapping_on_the_wire():
+    assert encode_message(RelayRequest("bob", SESSION)) == (
+        b'{"v":1,"type":"relay_request","to":"bob","session":"0123456789abcdef"}')
+    assert encode_message(RelayGranted(SESSION, TOKEN, Endpoint("127.0.0.1", 7001), 600.0)) == (
+        b'{"v":1,"type":"relay_granted","session":"0123456789abcdef",'
+        b'"token":"00112233445566778899aabbccddeeff",'
+        b'"relay":{"ip":"127.0.0.1","port":7001},"lifetime":600.0}')
+    assert encode_message(Answer("alice", (SRFLX,), mapping="endpoint-independent")) == (
+        b'{"v":1,"type":"answer","to":"alice","candidates":'
+        b'[{"ip":"203.0.113.5","port":40000,"kind":"srflx"}],"mapping":"endpoint-independent"}')
+    assert b"mapping" not in encode_message(Offer("bob", (SRFLX,), session=SESSION))
+
+
+def test_an_integer_lifetime_decodes_as_seconds():
+    msg = decode_message(b'{"v":1,"type":"relay_granted","session":"0123456789abcdef",'
+                         b'"token":"00112233445566778899aabbccddeeff",'
+                         b'"relay":{"ip":"192.0.2.1","port":3478},"lifetime":30}')
+    assert msg.lifetime == 30.0 and isinstance(msg.lifetime, float)
 
 
 def test_non_ascii_text_is_sent_as_utf8():
@@ -91,6 +120,25 @@ def _with_candidate(**changes):
     cand = {"ip": "203.0.113.5", "port": 40000, "kind": "srflx"}
     cand.update(changes)
     return _offer(candidates=[cand])
+
+
+def _relay_request(**changes):
+    obj = {"v": 1, "type": "relay_request", "to": "bob", "session": SESSION}
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+def _relay_granted(**changes):
+    obj = {"v": 1, "type": "relay_granted", "session": SESSION, "token": TOKEN,
+           "relay": {"ip": "127.0.0.1", "port": 7001}, "lifetime": 600.0}
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+def _without(payload: bytes, field: str) -> bytes:
+    obj = json.loads(payload)
+    del obj[field]
+    return json.dumps(obj).encode()
 
 
 # (payload, code, a word the reason must contain, ref)
@@ -159,6 +207,35 @@ INVALID = [
     (b'{"v":1,"type":"error","code":"x"}', "bad_message", "reason", "error"),
     (b'{"v":1,"type":"error","code":"x","reason":"r","ref":3}', "bad_message", "ref", "error"),
     (b'{"v":1,"type":"peer_left"}', "bad_message", "peer_id", "peer_left"),
+    (_offer(mapping="symmetric"), "bad_message", "mapping", "offer"),
+    (_offer(mapping=5), "bad_message", "mapping", "offer"),
+    (_offer(mapping="Endpoint-Independent"), "bad_message", "mapping", "offer"),
+    (_offer(type="answer", mapping="full-cone"), "bad_message", "mapping", "answer"),
+    (_without(_relay_request(), "to"), "bad_message", "to", "relay_request"),
+    (_relay_request(to="b b"), "bad_message", "to", "relay_request"),
+    (_without(_relay_request(), "session"), "bad_message", "session", "relay_request"),
+    (_relay_request(session=SESSION[:-1]), "bad_message", "session", "relay_request"),
+    (_relay_request(session=SESSION + "0"), "bad_message", "session", "relay_request"),
+    (_relay_request(session="0123456789abcdeg"), "bad_message", "session", "relay_request"),
+    (_relay_request(session="call-1"), "bad_message", "session", "relay_request"),
+    (_relay_request(session=81985529216486895), "bad_message", "session", "relay_request"),
+    (_relay_granted(session="xyz"), "bad_message", "session", "relay_granted"),
+    (_without(_relay_granted(), "token"), "bad_message", "token", "relay_granted"),
+    (_relay_granted(token=TOKEN[:-1]), "bad_message", "token", "relay_granted"),
+    (_relay_granted(token=TOKEN[:-1] + "z"), "bad_message", "token", "relay_granted"),
+    (_without(_relay_granted(), "relay"), "bad_message", "relay", "relay_granted"),
+    (_relay_granted(relay="127.0.0.1:7001"), "bad_message", "relay", "relay_granted"),
+    (_relay_granted(relay={"ip": "nope", "port": 7001}), "bad_message", "relay.ip",
+     "relay_granted"),
+    (_relay_granted(relay={"ip": "127.0.0.1", "port": 0}), "bad_message", "relay.port",
+     "relay_granted"),
+    (_without(_relay_granted(), "lifetime"), "bad_message", "lifetime", "relay_granted"),
+    (_relay_granted(lifetime=0), "bad_message", "lifetime", "relay_granted"),
+    (_relay_granted(lifetime=-1.5), "bad_message", "lifetime", "relay_granted"),
+    (_relay_granted(lifetime="600"), "bad_message", "lifetime", "relay_granted"),
+    (_relay_granted(lifetime=True), "bad_message", "lifetime", "relay_granted"),
+    (_relay_granted().replace(b"600.0", b"1e400"), "bad_message", "lifetime",
+     "relay_granted"),
 ]
 
 
@@ -175,6 +252,10 @@ def test_each_validation_rule_has_its_code(payload, code, word, ref):
 
 def test_every_code_a_decoder_can_raise_is_a_protocol_error_code():
     assert {code for _, code, _, _ in INVALID} <= p.ERROR_CODES
+
+
+def test_relay_refused_is_a_protocol_error_code():
+    assert p.RELAY_REFUSED == "relay_refused" and p.RELAY_REFUSED in p.ERROR_CODES
 
 
 def test_bad_json_gives_the_offset_where_parsing_stopped():

@@ -22,6 +22,8 @@ from types import SimpleNamespace
 import pytest
 
 from netsprint.errors import DecodeError, NetsprintError
+from netsprint.p2p import packet
+from netsprint.p2p.relay import RelayLimits
 from netsprint.reactor import EventLoop
 from netsprint.signaling import (Answer, BlockingSignalingClient, Candidate, CandidateAddr,
                                  Error, FrameDecoder, Heartbeat, HeartbeatAck, Offer, PeerLeft,
@@ -29,6 +31,7 @@ from netsprint.signaling import (Answer, BlockingSignalingClient, Candidate, Can
                                  SignalingServer, SignalingTimeout, decode_message,
                                  encode_frame, encode_message)
 from netsprint.signaling.command import SignalServerArgumentError, parse_listen, run_signal_server
+from netsprint.signaling.protocol import Endpoint, RelayGranted, RelayRequest
 from netsprint.signaling.server import serving_in_thread
 
 pytestmark = pytest.mark.net
@@ -444,6 +447,117 @@ def test_blocking_register_refused_and_receive_timeout(threaded_server):
         assert info.value.code == "peer_id_taken"
         with pytest.raises(SignalingTimeout):
             second.receive()
+
+
+# -- the relay (week 5) -----------------------------------------------------------------------
+
+SESSION = bytes.fromhex("5e55105e55105e55")
+
+
+def udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    sock.settimeout(WAIT)
+    return sock
+
+
+def request_relay(client: BlockingSignalingClient, to: str) -> RelayGranted:
+    client.send(RelayRequest(to, SESSION.hex()))
+    granted = client.receive()
+    assert isinstance(granted, RelayGranted), granted
+    return granted
+
+
+def bind_to_relay(sock: socket.socket, granted: RelayGranted) -> tuple[str, int]:
+    relay = (granted.relay.ip, granted.relay.port)
+    sock.sendto(packet.relay_bind(SESSION, bytes.fromhex(granted.token)), relay)
+    reply, source = sock.recvfrom(2048)
+    bound = packet.decode_packet(reply)
+    assert (bound.type, source) == (packet.PacketType.RELAY_BOUND, relay)
+    assert 0 < packet.u32(bound.body) <= granted.lifetime
+    return relay
+
+
+@pytest.fixture
+def relay_server():
+    with serving_in_thread(HOST, 0, relay_limits=RelayLimits()) as server:
+        yield server
+
+
+def test_two_peers_talk_through_the_relay_and_a_stranger_gets_nothing(relay_server):
+    port = relay_server.port
+    with BlockingSignalingClient(HOST, port) as alice, \
+            BlockingSignalingClient(HOST, port) as bob, \
+            udp_socket() as alice_udp, udp_socket() as bob_udp, udp_socket() as mallory:
+        alice.register("alice")
+        bob.register("bob")
+        alice_grant, bob_grant = request_relay(alice, "bob"), request_relay(bob, "alice")
+        assert alice_grant.relay == bob_grant.relay == Endpoint(HOST, port)  # same port as TCP
+        assert alice_grant.token != bob_grant.token
+        relay = bind_to_relay(alice_udp, alice_grant)
+        bind_to_relay(bob_udp, bob_grant)
+
+        hello = packet.data(SESSION, b"hello through the relay")
+        alice_udp.sendto(hello, relay)
+        assert bob_udp.recvfrom(2048) == (hello, relay)  # unchanged, from the relay
+        reply = packet.data(SESSION, b"and back")
+        bob_udp.sendto(reply, relay)
+        assert alice_udp.recvfrom(2048) == (reply, relay)
+
+        # mallory: a guessed token, no token at all, and plain noise
+        mallory.sendto(packet.relay_bind(SESSION, b"\x00" * 16), relay)
+        mallory.sendto(packet.data(SESSION, b"let me in"), relay)
+        mallory.sendto(b"GET / HTTP/1.0\r\n\r\n", relay)
+        # Loopback delivers in order: once this arrives, mallory's datagrams were handled.
+        marker = packet.data(SESSION, b"marker")
+        alice_udp.sendto(marker, relay)
+        assert bob_udp.recvfrom(2048) == (marker, relay)
+        mallory.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            mallory.recvfrom(2048)
+        stats = relay_server.stats
+        assert stats["relay.dropped_bad_token"] == 1
+        assert stats["relay.dropped_unbound"] == 1
+        assert stats["relay.dropped_non_p2p"] == 1
+        assert stats["relay.relayed_packets"] == 3 and stats["relay_granted"] == 2
+
+
+def test_relay_requests_from_strangers_are_refused(relay_server):
+    port = relay_server.port
+    with BlockingSignalingClient(HOST, port) as alice, \
+            BlockingSignalingClient(HOST, port) as stranger:
+        alice.register("alice")
+        stranger.send(RelayRequest("alice", SESSION.hex()))
+        error = stranger.receive()
+        assert (error.code, error.ref) == ("not_registered", "relay_request")
+        alice.send(RelayRequest("nobody", SESSION.hex()))
+        error = alice.receive()
+        assert (error.code, error.ref) == ("unknown_peer", "relay_request")
+    assert relay_server.relay.allocation_count == 0
+
+
+def test_the_relay_timer_frees_idle_allocations_before_any_heartbeat_deadline(loop,
+                                                                            make_server):
+    server = make_server(relay_limits=RelayLimits(idle_timeout=0.2), heartbeat_timeout=30.0)
+    assert server.relay_port == server.port
+    alice = Peer(loop, server.port, "alice")
+    bob = Peer(loop, server.port, "bob")
+    alice.client.send(RelayRequest("bob", SESSION.hex()))
+    assert isinstance(alice.next_message(loop, RelayGranted), RelayGranted)
+    assert server.relay.allocation_count == 1
+    loop.run_until(lambda: server.relay.allocation_count == 0, timeout=WAIT)
+    assert server.stats["relay.expired_idle"] == 1
+    assert server.core.peer_ids() == ["alice", "bob"]  # the connections live on
+    alice.client.close()
+    bob.client.close()
+    server.close()
+    assert server.relay_port is None
+
+
+def test_a_server_without_relay_has_no_udp_socket(loop, make_server):
+    server = make_server()
+    assert server.relay is None and server.relay_port is None
+    assert "relay.relayed_packets" not in server.stats
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -58,16 +58,22 @@ def run_signal_server(args: Any) -> int:
         raise SignalServerArgumentError("--heartbeat-timeout must be > 0 seconds")
     if args.max_frame_bytes < 1:
         raise SignalServerArgumentError("--max-frame-bytes must be >= 1")
+    relay_limits = _relay_limits(args)
     setup_logging()
     with EventLoop() as loop:
         try:
             server = SignalingServer(loop, host, port, heartbeat_timeout=args.heartbeat_timeout,
-                                     max_frame_bytes=args.max_frame_bytes)
+                                     max_frame_bytes=args.max_frame_bytes,
+                                     relay_limits=relay_limits)
         except OSError as exc:  # EADDRINUSE, EACCES: one line, not a traceback
             raise ReactorError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from exc
         log.info("signaling server listening on %s (heartbeat timeout %.1f s, frames up to "
                  "%d bytes)", short_addr(server.sockname), args.heartbeat_timeout,
                  args.max_frame_bytes)
+        if relay_limits is not None:
+            log.info("UDP relay on the same port: at most %d sessions, %.0f s each, "
+                     "%.0f bytes/s per direction", relay_limits.max_allocations,
+                     relay_limits.lifetime, relay_limits.rate_bytes_per_second)
         try:
             with StopOnSignals(loop):
                 loop.run_forever()
@@ -76,6 +82,15 @@ def run_signal_server(args: Any) -> int:
             loop.run_once(0)  # deliver connection_lost to the aborted connections
     print("netsprint signal server stopped: " + summary(server.stats), flush=True)
     return 0
+
+
+def _relay_limits(args: Any):
+    """The relay's limits (from --config's [relay] section) with --relay, else None."""
+    if not getattr(args, "relay", False):
+        return None
+    from netsprint.config import load_config
+
+    return load_config(args.config).relay
 
 
 def summary(stats: dict[str, int]) -> str:

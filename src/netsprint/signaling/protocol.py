@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Union
@@ -29,6 +30,13 @@ MAX_ECHO_CHARS = 64
 # The longest textual IP address: INET6_ADDRSTRLEN (46) less its NUL. ipaddress accepts an
 # IPv6 zone id of any length ("fe80::1%..."), which would leave candidate size unbounded.
 MAX_IP_CHARS = 45
+# Relay sessions (week 5): a session id is the 8-byte id in every p2p packet header
+# (p2p/packet.py), as 16 hex digits; a relay token is 16 random bytes, as 32 hex digits.
+RELAY_SESSION_PATTERN = re.compile(r"[0-9a-fA-F]{16}")
+RELAY_TOKEN_PATTERN = re.compile(r"[0-9a-fA-F]{32}")
+# A peer's NAT mapping behaviour (RFC 4787 section 4.1), as Offer/Answer may advertise it.
+MAPPING_BEHAVIOURS = frozenset({"endpoint-independent", "address-dependent",
+                                "address-and-port-dependent"})
 
 # The error codes (docs/signaling.md says when each is sent).
 BAD_JSON = "bad_json"
@@ -42,9 +50,10 @@ UNKNOWN_PEER = "unknown_peer"
 SPOOFED_FROM = "spoofed_from"
 FRAME_TOO_LARGE = "frame_too_large"
 SLOW_CONSUMER = "slow_consumer"
+RELAY_REFUSED = "relay_refused"
 ERROR_CODES = frozenset({BAD_JSON, BAD_MESSAGE, UNKNOWN_TYPE, VERSION, NOT_REGISTERED,
                          ALREADY_REGISTERED, PEER_ID_TAKEN, UNKNOWN_PEER, SPOOFED_FROM,
-                         FRAME_TOO_LARGE, SLOW_CONSUMER})
+                         FRAME_TOO_LARGE, SLOW_CONSUMER, RELAY_REFUSED})
 
 
 class MessageError(DecodeError):
@@ -93,13 +102,15 @@ class Registered:
 @dataclass(frozen=True)
 class Offer:
     """Sent with `to`; the server forwards it with `from_` (wire: "from") set to the
-    sender's registered id."""
+    sender's registered id. `mapping` optionally advertises the sender's NAT mapping
+    behaviour (one of MAPPING_BEHAVIOURS), for birthday-mode punching."""
 
     TYPE: ClassVar[str] = "offer"
     to: str
     candidates: tuple[CandidateAddr, ...]
     session: str | None = None
     from_: str | None = None
+    mapping: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,7 @@ class Answer:
     candidates: tuple[CandidateAddr, ...]
     session: str | None = None
     from_: str | None = None
+    mapping: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +160,30 @@ class PeerLeft:
     peer_id: str
 
 
+@dataclass(frozen=True)
+class RelayRequest:
+    """Ask the server to relay `session` (16 hex digits) between the sender and `to`.
+    Each of the two peers asks separately and gets its own token."""
+
+    TYPE: ClassVar[str] = "relay_request"
+    to: str
+    session: str
+
+
+@dataclass(frozen=True)
+class RelayGranted:
+    """The answer to a relay_request: send RELAY_BIND with `token` (32 hex digits) to
+    `relay` (UDP); the grant lasts `lifetime` seconds at most."""
+
+    TYPE: ClassVar[str] = "relay_granted"
+    session: str
+    token: str
+    relay: Endpoint
+    lifetime: float
+
+
 Message = Union[Register, Registered, Offer, Answer, Candidate, Heartbeat, HeartbeatAck,
-                Error, PeerLeft]
+                Error, PeerLeft, RelayRequest, RelayGranted]
 Forwarded = Union[Offer, Answer, Candidate]
 FORWARDED_TYPES = (Offer, Answer, Candidate)
 
@@ -170,6 +204,8 @@ def _candidate_json(c: CandidateAddr) -> dict[str, Any]:
 def _with_optional(obj: dict[str, Any], msg: Forwarded) -> dict[str, Any]:
     if msg.session is not None:
         obj["session"] = msg.session
+    if getattr(msg, "mapping", None) is not None:  # Offer and Answer only
+        obj["mapping"] = msg.mapping
     if msg.from_ is not None:
         obj["from"] = msg.from_
     return obj
@@ -196,6 +232,10 @@ _ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     HeartbeatAck: lambda m: {"seq": m.seq},
     Error: _encode_error,
     PeerLeft: lambda m: {"peer_id": m.peer_id},
+    RelayRequest: lambda m: {"to": m.to, "session": m.session},
+    RelayGranted: lambda m: {"session": m.session, "token": m.token,
+                             "relay": {"ip": m.relay.ip, "port": m.relay.port},
+                             "lifetime": m.lifetime},
 }
 
 
@@ -311,6 +351,34 @@ class _Fields:
                              port=self.integer(f"{name}.port", value.get("port"), 1, 65535),
                              kind=kind)
 
+    def matching(self, name: str, pattern: re.Pattern[str], what: str) -> str:
+        value = self.obj.get(name)
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise self.fail(name, f"must be {what}")
+        return value
+
+    def endpoint(self, name: str) -> Endpoint:
+        value = self.obj.get(name)
+        if not isinstance(value, dict):
+            raise self.fail(name, "must be an object with ip and port")
+        return Endpoint(ip=self.ip(f"{name}.ip", value.get("ip")),
+                        port=self.integer(f"{name}.port", value.get("port"), 1, 65535))
+
+    def seconds(self, name: str) -> float:
+        value = self.obj.get(name)
+        # JSON 1e400 parses to inf: a lifetime must be a finite positive number.
+        if (type(value) not in (int, float) or not math.isfinite(value) or value <= 0):
+            raise self.fail(name, "must be a finite number of seconds > 0")
+        return float(value)
+
+    def mapping(self, name: str) -> str | None:
+        value = self.obj.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or value not in MAPPING_BEHAVIOURS:
+            raise self.fail(name, "must be one of " + ", ".join(sorted(MAPPING_BEHAVIOURS)))
+        return value
+
     def candidates(self, name: str) -> tuple[CandidateAddr, ...]:
         value = self.obj.get(name)
         if not isinstance(value, list) or not 1 <= len(value) <= MAX_CANDIDATES:
@@ -335,13 +403,22 @@ def _forwarded_fields(f: _Fields) -> dict[str, Any]:
 
 
 def _decode_registered(f: _Fields) -> Registered:
-    observed = f.obj.get("observed")
-    if not isinstance(observed, dict):
-        raise f.fail("observed", "must be an object with ip and port")
-    return Registered(peer_id=f.peer_id("peer_id"),
-                      observed=Endpoint(ip=f.ip("observed.ip", observed.get("ip")),
-                                        port=f.integer("observed.port", observed.get("port"),
-                                                       1, 65535)))
+    return Registered(peer_id=f.peer_id("peer_id"), observed=f.endpoint("observed"))
+
+
+_SESSION_HEX = "16 hex digits (the 8-byte p2p session id)"
+_TOKEN_HEX = "32 hex digits (the 16-byte relay token)"
+
+
+def _decode_relay_request(f: _Fields) -> RelayRequest:
+    return RelayRequest(to=f.peer_id("to"),
+                        session=f.matching("session", RELAY_SESSION_PATTERN, _SESSION_HEX))
+
+
+def _decode_relay_granted(f: _Fields) -> RelayGranted:
+    return RelayGranted(session=f.matching("session", RELAY_SESSION_PATTERN, _SESSION_HEX),
+                        token=f.matching("token", RELAY_TOKEN_PATTERN, _TOKEN_HEX),
+                        relay=f.endpoint("relay"), lifetime=f.seconds("lifetime"))
 
 
 def _decode_error(f: _Fields) -> Error:
@@ -352,12 +429,16 @@ def _decode_error(f: _Fields) -> Error:
 _DECODERS: dict[str, Callable[[_Fields], Message]] = {
     "register": lambda f: Register(peer_id=f.peer_id("peer_id")),
     "registered": _decode_registered,
-    "offer": lambda f: Offer(candidates=f.candidates("candidates"), **_forwarded_fields(f)),
-    "answer": lambda f: Answer(candidates=f.candidates("candidates"), **_forwarded_fields(f)),
+    "offer": lambda f: Offer(candidates=f.candidates("candidates"), mapping=f.mapping("mapping"),
+                             **_forwarded_fields(f)),
+    "answer": lambda f: Answer(candidates=f.candidates("candidates"),
+                               mapping=f.mapping("mapping"), **_forwarded_fields(f)),
     "candidate": lambda f: Candidate(candidate=f.candidate("candidate", f.obj.get("candidate")),
                                      **_forwarded_fields(f)),
     "heartbeat": lambda f: Heartbeat(seq=f.integer("seq", f.obj.get("seq"), 0)),
     "heartbeat_ack": lambda f: HeartbeatAck(seq=f.integer("seq", f.obj.get("seq"), 0)),
     "error": _decode_error,
     "peer_left": lambda f: PeerLeft(peer_id=f.peer_id("peer_id")),
+    "relay_request": _decode_relay_request,
+    "relay_granted": _decode_relay_granted,
 }

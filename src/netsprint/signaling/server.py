@@ -10,22 +10,30 @@ without bound. After each write the shell compares the connection's unsent bytes
 `max_output_bytes`; over it, the client gets a `slow_consumer` error (queued behind the
 rest) and a close. A close flushes first, and a client that never reads would hold that
 memory forever, so every close is bounded by `close_grace` seconds, then aborted.
+
+Relay (week 5): with `relay_limits`, the server also opens a UDP socket on the same host
+and the same port number as its TCP listener (docs/signaling.md, "Relay"). Datagrams go
+to a `RelayCore` and its Forward/Reply actions go out of that socket; the one timer also
+serves the relay's expiry deadlines.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import itertools
 import logging
 from typing import Any, Callable
 
 from netsprint.clock import Clock
+from netsprint.p2p.relay import RelayAction, RelayCore, RelayLimits
 from netsprint.reactor import background
 from netsprint.reactor.addresses import short_addr
 from netsprint.reactor.loop import EventLoop
-from netsprint.reactor.protocols import Protocol
+from netsprint.reactor.protocols import DatagramProtocol, Protocol
 from netsprint.reactor.tcp import TcpConnection, TcpListener
+from netsprint.reactor.udp import UdpSocket
 from netsprint.signaling.core import HEARTBEAT_TIMEOUT, Action, Close, Send, SignalingCore
 from netsprint.signaling.framing import MAX_FRAME_BYTES, FrameDecoder, FrameError, encode_frame
 
@@ -33,6 +41,11 @@ log = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 1024 * 1024  # unsent bytes a connection may pile up before it is closed
 CLOSE_GRACE = 5.0  # seconds a closing connection gets to take its last bytes
+# With port 0 the kernel picks a free TCP port, which may be taken for UDP: try again.
+RELAY_BIND_ATTEMPTS = 16
+# The relay socket's receive buffer: a burst from many peers is dropped by the kernel
+# once this fills (socket(7) doubles the value, capped at net.core.rmem_max).
+RELAY_RECV_BUFFER_BYTES = 1024 * 1024
 
 
 class _ServerConnection(Protocol):
@@ -77,18 +90,34 @@ class _ServerConnection(Protocol):
         self._conn = None
 
 
+class _RelayDatagrams(DatagramProtocol):
+    """The relay socket's protocol: hands every datagram to the server."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: SignalingServer) -> None:
+        self._server = server
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self._server._relay_datagram(data, addr)
+
+    def error_received(self, exc: OSError) -> None:
+        # An ICMP error for a forwarded datagram: the peer's NAT mapping may be gone. The
+        # allocation's idle timeout frees it; nothing to do now.
+        log.debug("relay: %s (to %s)", exc, short_addr(getattr(exc, "address", None)))
+
+
 class SignalingServer:
-    """Owns the listening socket (hence its connections), the core and the one expiry
-    timer; does not own the loop."""
+    """Owns the listening socket (hence its connections), the relay's UDP socket (if
+    any), the core and the one expiry timer; does not own the loop."""
 
     def __init__(self, loop: EventLoop, host: str = "127.0.0.1", port: int = 0, *,
                  heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
                  max_frame_bytes: int = MAX_FRAME_BYTES,
                  max_output_bytes: int = MAX_OUTPUT_BYTES, close_grace: float = CLOSE_GRACE,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, relay_limits: RelayLimits | None = None) -> None:
         self._loop = loop
         self._now: Callable[[], float] = clock.now if clock is not None else loop.time
-        self.core = SignalingCore(heartbeat_timeout)
         self.max_frame_bytes = max_frame_bytes
         self.max_output_bytes = max_output_bytes
         self.close_grace = close_grace
@@ -96,7 +125,37 @@ class SignalingServer:
         self._open: dict[int, TcpConnection] = {}
         self._closing: dict[int, Any] = {}  # conn id -> its grace timer
         self._timer: Any = None
-        self._listener = TcpListener(loop, host, port, self._make_protocol)
+        self._timer_deadline: float | None = None
+        self.relay: RelayCore | None = None
+        self._udp: UdpSocket | None = None
+        # The core exists before any connection: accepts run later, on the loop.
+        if relay_limits is None:
+            self._listener = TcpListener(loop, host, port, self._make_protocol)
+            self.core = SignalingCore(heartbeat_timeout)
+        else:
+            self._listener, self._udp = self._listen_with_relay(host, port)
+            self.relay = RelayCore(relay_limits)
+            self.core = SignalingCore(heartbeat_timeout, self.relay,
+                                      relay_port=self._listener.port)
+
+    def _listen_with_relay(self, host: str, port: int) -> tuple[TcpListener, UdpSocket]:
+        """A TCP listener and a UDP socket on the same host and port number."""
+        attempts = RELAY_BIND_ATTEMPTS if port == 0 else 1
+        for attempt in range(1, attempts + 1):
+            listener = TcpListener(self._loop, host, port, self._make_protocol)
+            try:
+                # The listener's own address, not `host`: a name may resolve to several.
+                udp = UdpSocket(self._loop, (listener.sockname[0], listener.port),
+                                _RelayDatagrams(self),
+                                recv_buffer_bytes=RELAY_RECV_BUFFER_BYTES)
+            except BaseException as exc:
+                listener.close()
+                in_use = isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+                if not in_use or attempt == attempts:
+                    raise
+                continue
+            return listener, udp
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _make_protocol(self) -> _ServerConnection:
         return _ServerConnection(self, next(self._conn_ids), self.max_frame_bytes)
@@ -105,7 +164,8 @@ class SignalingServer:
 
     def _connection_made(self, conn_id: int, conn: TcpConnection) -> None:
         self._open[conn_id] = conn
-        self._apply(self.core.connection_made(conn_id, conn.peername, self._now()))
+        self._apply(self.core.connection_made(conn_id, conn.peername, self._now(),
+                                              local_addr=conn.sockname))
 
     def _frame_received(self, conn_id: int, payload: bytes) -> None:
         self._apply(self.core.frame_received(conn_id, payload, self._now()))
@@ -131,6 +191,14 @@ class SignalingServer:
 
     def _is_open(self, conn_id: int) -> bool:
         return conn_id in self._open
+
+    # -- the relay's datagrams ------------------------------------------------------------
+
+    def _relay_datagram(self, data: bytes, addr: tuple) -> None:
+        actions: list[RelayAction] = self.relay.datagram_received(data, addr, self._now())
+        for action in actions:  # Forward and Reply alike: one datagram to action.addr
+            self._udp.sendto(action.data, action.addr)
+        # No re-arm: a datagram only moves deadlines later, and an early timer re-arms.
 
     # -- actions --------------------------------------------------------------------------
 
@@ -169,13 +237,20 @@ class SignalingServer:
     # -- heartbeat expiry -----------------------------------------------------------------
 
     def _arm_timer(self) -> None:
-        if self._timer is not None or self._listener.closed:
+        if self._listener.closed:
             return
         deadline = self.core.next_deadline()
-        if deadline is not None:
-            # call_later, not call_at: `clock` may differ from the loop's clock.
-            self._timer = self._loop.call_later(max(0.0, deadline - self._now()),
-                                                self._on_timer)
+        if deadline is None:
+            return
+        if self._timer is not None:
+            # Heartbeat deadlines only move later, but a new relay allocation's idle
+            # deadline may come before the armed one.
+            if deadline >= self._timer_deadline:
+                return
+            self._timer.cancel()
+        # call_later, not call_at: `clock` may differ from the loop's clock.
+        self._timer = self._loop.call_later(max(0.0, deadline - self._now()), self._on_timer)
+        self._timer_deadline = deadline
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -197,9 +272,21 @@ class SignalingServer:
         return self._listener.sockname
 
     @property
+    def relay_port(self) -> int | None:
+        """The relay's UDP port (the TCP port number), or None without a relay."""
+        if self._udp is None or self._udp.closed:
+            return None
+        return self._udp.sockname[1]
+
+    @property
     def stats(self) -> dict[str, int]:
-        """The core's counters (frames_in, forwarded, errors.<code>, expired, ...)."""
-        return self.core.stats
+        """The core's counters (frames_in, forwarded, errors.<code>, expired, ...); with a
+        relay also its counters as relay.<name> (relay.relayed_packets, ...)."""
+        if self.relay is None:
+            return self.core.stats
+        merged = collections.defaultdict(int, self.core.stats)
+        merged.update((f"relay.{name}", value) for name, value in self.relay.stats.items())
+        return merged
 
     @property
     def connection_count(self) -> int:
@@ -217,6 +304,8 @@ class SignalingServer:
         for timer in self._closing.values():
             timer.cancel()
         self._listener.close()
+        if self._udp is not None:
+            self._udp.close()
 
     def __enter__(self) -> SignalingServer:
         return self
