@@ -6,8 +6,8 @@ Linux gives us two facts to build every classic NAT from:
    5-tuple is still unique, and it picks the translation once, at a flow's first packet.
    With one peer behind the router a second destination from the same socket therefore
    gets the same external port: **endpoint-independent mapping** (RFC 4787 section 4.1).
-   `masquerade random` instead hashes the destination address and port into the port
-   choice, so every new destination gets a new port: **address-and-port-dependent
+   `masquerade random` instead starts the port search at a random offset for every new
+   flow, so every new destination gets a new port: **address-and-port-dependent
    mapping** (symmetric).
 2. Only packets of a flow conntrack already knows (`ct state established,related`) are
    translated back. Anything else arriving on the WAN is addressed to the router itself
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 TABLE = "netsprint_nat"
 LOSS_TABLE = "netsprint_loss"
+CUT_TABLE = "netsprint_cut"
 MAPPING_TIMEOUT = "5m"  # how long an idle mapping stays open to inbound packets
 
 # RFC 3489 names (the lab's vocabulary) -> what RFC 4787/5780 discovery should report.
@@ -64,6 +65,20 @@ def _forward_chain(router: Router, *extra: str) -> str:
     return "chain forward {\n    " + "\n    ".join(rules) + "\n  }"
 
 
+def _input_chain(router: Router) -> str:
+    """Drop unsolicited packets addressed to the router itself.
+
+    Not for the router's sake: an accepted packet confirms its conntrack entry. When a
+    peer's punch arrives before our own peer has sent anything, that entry
+    (them -> WAN:P) is exactly the reply tuple our peer's first packet to them would need,
+    so masquerade would have to pick another port for it: a port-restricted NAT turning
+    symmetric towards the one address that matters. A dropped packet's entry is never
+    confirmed, so the port stays free (the "simultaneous open" of every punching guide).
+    """
+    return ("chain input {\n    type filter hook input priority filter; policy accept;\n"
+            f'    iifname "{router.wan_if}" ct state new drop\n  }}')
+
+
 def _masquerade_chain(router: Router, flags: str = "") -> str:
     rule = f'oifname "{router.wan_if}" masquerade {flags}'.rstrip()
     return ("chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
@@ -86,16 +101,16 @@ def none_rules(router: Router) -> list[str]:
 def port_restricted_rules(router: Router) -> list[str]:
     """Plain masquerade plus the drop-new forward policy (facts 1 and 2): EI mapping,
     address-and-port-dependent filtering."""
-    return [_masquerade_chain(router), _forward_chain(router)]
+    return [_masquerade_chain(router), _forward_chain(router), _input_chain(router)]
 
 
 def symmetric_rules(router: Router) -> list[str]:
     """`masquerade random`: for every new flow the kernel skips "keep the port if unique"
-    and starts its search at an offset hashed from source address, destination address
-    and destination port, so each destination (even another port of the same address)
-    sees its own external port: address-and-port-dependent mapping. Two destinations
-    hashing to the same port is a 1-in-64k chance. Filtering as port-restricted."""
-    return [_masquerade_chain(router, "random"), _forward_chain(router)]
+    and starts its search at a random offset (measured: the same 5-tuple gets a new port
+    once conntrack forgot it), so each destination (even another port of the same address)
+    sees its own external port: address-and-port-dependent mapping. Two flows drawing the
+    same port is a 1-in-64k chance. Filtering as port-restricted."""
+    return [_masquerade_chain(router, "random"), _forward_chain(router), _input_chain(router)]
 
 
 def full_cone_rules(router: Router) -> list[str]:
@@ -110,7 +125,8 @@ def full_cone_rules(router: Router) -> list[str]:
     record = (f'iifname "{router.lan_if}" oifname "{router.wan_if}" meta l4proto udp '
               "update @mapped_ports { udp sport }")
     return [mapped, _dnat_chain(router, "udp dport @mapped_ports"), _masquerade_chain(router),
-            _forward_chain(router, record, f'iifname "{router.wan_if}" ct status dnat accept')]
+            _forward_chain(router, record, f'iifname "{router.wan_if}" ct status dnat accept'),
+            _input_chain(router)]
 
 
 def restricted_rules(router: Router) -> list[str]:
@@ -128,7 +144,8 @@ def restricted_rules(router: Router) -> list[str]:
               "update @contacted { udp sport . ip daddr }")
     return [contacted, _dnat_chain(router, "udp dport . ip saddr @contacted"),
             _masquerade_chain(router),
-            _forward_chain(router, record, f'iifname "{router.wan_if}" ct status dnat accept')]
+            _forward_chain(router, record, f'iifname "{router.wan_if}" ct status dnat accept'),
+            _input_chain(router)]
 
 
 RECIPES: dict[str, Callable[[Router], list[str]]] = {
@@ -146,12 +163,12 @@ def check_nat_type(nat_type: str) -> str:
     return nat_type
 
 
-def _replace_table(table: str, body: list[str]) -> str:
+def _replace_table(table: str, body: list[str], family: str = "ip") -> str:
     # `table` then `delete table` makes the delete safe when the table does not exist yet,
     # and the whole file is one transaction: the router is never left half-configured.
-    lines = [f"table ip {table}", f"delete table ip {table}"]
+    lines = [f"table {family} {table}", f"delete table {family} {table}"]
     if body:
-        lines.append(f"table ip {table} {{\n  " + "\n  ".join(body) + "\n}")
+        lines.append(f"table {family} {table} {{\n  " + "\n  ".join(body) + "\n}")
     return "\n".join(lines) + "\n"
 
 
@@ -178,3 +195,21 @@ def loss_script(percent: float) -> str:
     chain = ("chain forward {\n    type filter hook forward priority -10; policy accept;\n"
              f"    {rule}\n  }}")
     return _replace_table(LOSS_TABLE, [chain])
+
+
+def cut_script(ports: tuple[str, str], cut: bool = True) -> str:
+    """Drop every frame the internet's bridge would forward between `ports` (both ways);
+    `cut=False` removes the rule.
+
+    A `bridge` family table sees frames the bridge forwards from port to port (hook
+    `forward`), but not frames addressed to the bridge itself (hook `input`): so the two
+    routers lose each other while both still reach the addresses on the bridge, the STUN
+    and relay servers. ARP between the ports dies too, as on a cut cable.
+    """
+    if not cut:
+        return _replace_table(CUT_TABLE, [], family="bridge")
+    first, second = ports
+    chain = ("chain forward {\n    type filter hook forward priority filter; policy accept;\n"
+             f'    iifname "{first}" oifname "{second}" counter drop\n'
+             f'    iifname "{second}" oifname "{first}" counter drop\n  }}')
+    return _replace_table(CUT_TABLE, [chain], family="bridge")

@@ -1,8 +1,9 @@
 """The NAT lab's topology: five network namespaces, veths, a bridge, routes, nft tables.
 
-`NatLab` builds (`up`), reconfigures (`set_nat`, `set_loss`) and removes (`down`) one lab;
-`netns_argv` and `socket_in_netns` are the two ways to act inside a namespace (a child
-process through `ip netns exec`, or a socket made by a thread that entered it).
+`NatLab` builds (`up`), reconfigures (`set_nat`, `set_loss`, `cut_direct`,
+`flush_conntrack`) and removes (`down`) one lab; `netns_argv`, `socket_in_netns` and
+`thread_in_netns` are the ways to act inside a namespace (a child process through
+`ip netns exec`, a socket made by a thread that entered it, or a whole thread living there).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from netsprint.errors import CapabilityError
 from netsprint.lab import LabError
-from netsprint.lab.nat_types import Router, check_nat_type, loss_script, nft_script
+from netsprint.lab.nat_types import (Router, check_nat_type, cut_script, loss_script,
+                                     nft_script)
 
 # linux/sched.h: the flag that makes setns(2) switch only the network namespace.
 CLONE_NEWNET = 0x40000000
@@ -36,7 +40,7 @@ def netns_argv(netns: str | None, argv: list[str]) -> list[str]:
 
 
 def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
-                    kind: int = socket.SOCK_DGRAM) -> socket.socket:
+                    kind: int = socket.SOCK_DGRAM, proto: int = 0) -> socket.socket:
     """A socket that lives in `netns` although this process does not.
 
     A socket belongs to the namespace its creator was in when it was made, and setns(2)
@@ -44,13 +48,13 @@ def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
     namespace, makes the socket and ends, and the rest of the process never moves.
     """
     if netns is None:
-        return socket.socket(family, kind)
+        return socket.socket(family, kind, proto)
     result: dict[str, object] = {}
 
     def enter_and_create() -> None:
         try:
             _setns(os.path.join(NETNS_DIR, netns))
-            result["sock"] = socket.socket(family, kind)
+            result["sock"] = socket.socket(family, kind, proto)
         except OSError as exc:
             result["error"] = exc
 
@@ -62,6 +66,25 @@ def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
     return result["sock"]  # type: ignore[return-value]
 
 
+def thread_in_netns(netns: str, target: Callable[..., object], *args: object,
+                    name: str | None = None) -> threading.Thread:
+    """A thread (not started) that enters `netns` first and then runs `target(*args)`.
+
+    setns(2) with CLONE_NEWNET moves only the calling thread, so everything the thread
+    creates (sockets, a whole event loop) lives in `netns` while the rest of the process
+    stays where it is. The namespace path is checked here, before the thread starts.
+    """
+    path = os.path.join(NETNS_DIR, netns)
+    if not os.path.exists(path):
+        raise LabError(f"no network namespace {netns!r} ({path} is missing)")
+
+    def enter_and_run() -> None:
+        _setns(path)
+        target(*args)
+
+    return threading.Thread(target=enter_and_run, name=name or f"netns-{netns}")
+
+
 def _setns(path: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -71,6 +94,55 @@ def _setns(path: str) -> None:
             raise OSError(err, f"setns({path}): {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+# --- conntrack, through netlink ----------------------------------------------------------------
+# The `conntrack` tool (conntrack-tools) is not installed and pyroute2 neither, so the one
+# request we need is built by hand: the message `conntrack -F` sends. ctnetlink's delete
+# request without a tuple attribute flushes the whole table of the namespace the netlink
+# socket lives in (net/netfilter/nf_conntrack_netlink.c, ctnetlink_del_conntrack ->
+# ctnetlink_flush_conntrack; with nfgenmsg version 0 the family is not used as a filter,
+# which is fine here: the lab is IPv4 only). Measured by tests/test_natlab_cut.py.
+NETLINK_NETFILTER = 12                  # linux/netlink.h
+NFNL_SUBSYS_CTNETLINK = 1               # linux/netfilter/nfnetlink.h
+IPCTNL_MSG_CT_DELETE = 2                # linux/netfilter/nfnetlink_conntrack.h
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4     # linux/netlink.h
+NLMSG_ERROR = 2
+NLMSG_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: len, type, flags, seq, pid
+NFGENMSG = struct.Struct("=BBH")        # struct nfgenmsg: family, version, res_id
+
+
+def conntrack_flush(netns: str) -> None:
+    """Forget every connection (and so every NAT mapping) conntrack tracks in `netns`."""
+    body = NFGENMSG.pack(socket.AF_INET, 0, 0)
+    kind = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
+    request = NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), kind,
+                                NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+        sock.settimeout(COMMAND_TIMEOUT)
+        sock.bind((0, 0))  # the kernel picks our netlink port id
+        sock.send(request)
+        reply = sock.recv(65536)
+    _check_netlink_ack(reply, f"conntrack flush in {netns}")
+
+
+def _check_netlink_ack(reply: bytes, what: str) -> None:
+    """An NLMSG_ERROR carrying 0 is the ack; a negative errno is the kernel's refusal."""
+    if len(reply) < NLMSG_HEADER.size + 4:
+        raise LabError(f"{what}: short netlink reply ({len(reply)} bytes)")
+    _, kind, _, _, _ = NLMSG_HEADER.unpack_from(reply)
+    if kind != NLMSG_ERROR:
+        raise LabError(f"{what}: unexpected netlink message type {kind}")
+    (error,) = struct.unpack_from("=i", reply, NLMSG_HEADER.size)
+    if error != 0:
+        raise OSError(-error, f"{what}: {os.strerror(-error)}")
+
+
+def conntrack_entries(netns: str) -> list[str]:
+    """The connections conntrack tracks in `netns`, one text line each (as
+    /proc/net/nf_conntrack shows them inside the namespace: CONFIG_NF_CONNTRACK_PROCFS)."""
+    text = _run_checked(netns_argv(netns, ["cat", "/proc/net/nf_conntrack"]))
+    return [line for line in text.splitlines() if line.strip()]
 
 
 # --- the lab ---------------------------------------------------------------------------------
@@ -110,6 +182,11 @@ PLAN = {
     "a": SidePlan("203.0.113.10", "198.51.100.0/25", "198.51.100.1", "198.51.100.2"),
     "b": SidePlan("203.0.113.20", "198.51.100.128/25", "198.51.100.129", "198.51.100.130"),
 }
+
+
+def bridge_port(side: str) -> str:
+    """The name of router `side`'s veth end on the internet's bridge."""
+    return f"port-{side}"
 
 
 def other_side(side: str) -> str:
@@ -224,6 +301,7 @@ class NatLab:
                              "starting with a letter")
         self.nat = {"a": check_nat_type(nat_a), "b": check_nat_type(nat_b)}
         self.loss = {"a": 0.0, "b": 0.0}
+        self.cut = False  # cut_direct(): the two routers cannot reach each other
 
     # --- naming ---------------------------------------------------------------------------
 
@@ -280,6 +358,13 @@ class NatLab:
     def socket(self, node: str, kind: int = socket.SOCK_DGRAM) -> socket.socket:
         """An IPv4 socket living in `node`'s namespace, usable from this process."""
         return socket_in_netns(self.netns(node), socket.AF_INET, kind)
+
+    def thread(self, node: str, target: Callable[..., object], *args: object,
+               name: str | None = None) -> threading.Thread:
+        """A thread (not started) that runs `target(*args)` inside `node`'s namespace:
+        every socket it creates lives there (e.g. a whole peer with its event loop)."""
+        return thread_in_netns(self.netns(node), target, *args,
+                               name=name or f"{self.name}-{self.node_name(node)}")
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -344,6 +429,37 @@ class NatLab:
         if self.state_path.exists():
             self._save_state("up")
 
+    def cut_direct(self, cut: bool = True) -> None:
+        """Cut (or, with False, restore) the path between the two routers, nothing else.
+
+        A `bridge` table in the internet namespace drops frames the bridge forwards between
+        the routers' ports, so peer<->peer traffic dies (direct or not, whatever the NAT
+        types) while both peers still reach the addresses on the bridge itself: the
+        STUN/relay servers. That is a dead direct path with a working relay (weeks 5-6).
+        Idempotent; `down()` removes it with the namespace.
+        """
+        ports = (bridge_port("a"), bridge_port("b"))
+        nft_load(self.netns("internet"), cut_script(ports, cut))
+        self.cut = bool(cut)
+        if self.state_path.exists():
+            self._save_state("up")
+
+    def flush_conntrack(self, side: str | None = None) -> None:
+        """Forget router `side`'s NAT mappings (both routers when None), between experiments.
+
+        Two kinds of state make a mapping: conntrack's entries (the translation, and the
+        "established" that lets replies in) and the recipe's own nft sets (full-cone's
+        `@mapped_ports`, restricted's `@contacted`). Reloading the NAT table empties the
+        sets; a ctnetlink flush (`conntrack_flush`) empties conntrack.
+        """
+        for each in SIDES if side is None else (_check_side(side),):
+            self.set_nat(each, self.nat[each])
+            conntrack_flush(self.netns(f"nat-{each}"))
+
+    def conntrack(self, node: str) -> list[str]:
+        """What conntrack tracks in `node` (a router, usually): one line per connection."""
+        return conntrack_entries(self.netns(node))
+
     # --- state file -----------------------------------------------------------------------------
 
     @classmethod
@@ -357,13 +473,14 @@ class NatLab:
                            ) from exc
         lab = cls(state["name"], state["nat"]["a"], state["nat"]["b"])
         lab.loss = {side: float(state.get("loss", {}).get(side, 0.0)) for side in SIDES}
+        lab.cut = bool(state.get("cut", False))
         return lab
 
     def describe(self) -> dict:
-        """What the state file holds: names, namespaces, addresses, NAT types, loss."""
+        """What the state file holds: names, namespaces, addresses, NAT types, loss, cut."""
         return {"name": self.name, "namespaces": dict(zip(NODES, self.namespaces)),
                 "addresses": self.addresses, "stun_addresses": list(STUN_ADDRESSES),
-                "nat": dict(self.nat), "loss": dict(self.loss)}
+                "nat": dict(self.nat), "loss": dict(self.loss), "cut": self.cut}
 
     def _save_state(self, status: str) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -393,7 +510,7 @@ class NatLab:
                                   self.netns("internet"))
         # Each veth is born inside the router's namespace with its other end placed
         # directly into the neighbour's: it never exists in the root namespace.
-        port = f"port-{side}"
+        port = bridge_port(side)
         ip_batch(router, [
             f"link add {WAN_IF} type veth peer name {port} netns {internet}",
             f"link add {LAN_IF} type veth peer name {PEER_IF} netns {peer}",
