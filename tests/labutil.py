@@ -22,7 +22,7 @@ from netsprint.lab.topology import NatLab
 
 # Names a lab gives its interfaces and nft tables: none may ever show up in the root netns.
 LAB_LINK_NAMES = {"br0", "wan", "lan", "port-a", "port-b"}
-LAB_TABLE_NAMES = {"netsprint_nat", "netsprint_loss"}
+LAB_TABLE_NAMES = {"netsprint_nat", "netsprint_loss", "netsprint_cut"}
 SO_RCVBUFFORCE = 33  # asm-generic/socket.h; Python's socket module does not export it
 
 

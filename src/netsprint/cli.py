@@ -51,6 +51,12 @@ def _cmd_signal_server(args: argparse.Namespace) -> int:
     return run_signal_server(args)
 
 
+def _cmd_peer(args: argparse.Namespace) -> int:
+    from netsprint.p2p.command import run_peer
+
+    return run_peer(args)
+
+
 def _cmd_stun_server(args: argparse.Namespace) -> int:
     from netsprint.stun.command import run_stun_server
 
@@ -119,7 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="close a client silent for this long")
     p.add_argument("--max-frame-bytes", type=int, default=65536, metavar="BYTES")
+    p.add_argument("--relay", action="store_true",
+                   help="week 5: also relay UDP for peers that cannot punch (same port number)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="JSON or TOML config; its [relay] section sets the relay's limits")
     p.set_defaults(handler=_cmd_signal_server)
+
+    p = sub.add_parser("peer", help="weeks 4-7: chat and send files to another peer (P2P)")
+    from netsprint.p2p.command import add_arguments as peer_arguments
+    peer_arguments(p)
+    p.set_defaults(handler=_cmd_peer)
 
     p = sub.add_parser("stun-server", help="week 3: a STUN server (RFC 5780 with --alt)")
     p.add_argument("--listen", default="127.0.0.1:3478", metavar="IP:PORT")
@@ -156,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = lab.add_parser("classify", help="our NAT detector beside coturn's, behind every NAT type")
     q.add_argument("--json", action="store_true")
     q.add_argument("--types", nargs="*", default=None, help="default: all")
+    q = lab.add_parser("matrix", help="weeks 4-7: two peers connect behind every pair of NAT types")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--types", nargs="*", default=None, help="default: all five")
+    q.add_argument("--birthday-trials", type=int, default=0, metavar="N",
+                   help="instead: N symmetric <-> port-restricted trials in birthday mode")
     p.set_defaults(handler=_cmd_lab)
     return parser
 

@@ -1,9 +1,11 @@
-"""`netsprint lab up|down|nat|shell|classify`: the NAT lab from the command line (root).
+"""`netsprint lab up|down|nat|shell|classify|matrix`: the NAT lab from the command line (root).
 
 `up` builds a named lab and remembers it in /run/netsprint/labs/<name>.json, so later
 invocations (`nat`, `shell`, `down`) find it. `classify` builds its own throw-away lab and
 puts our NAT detector (`netsprint nat-type`) beside coturn's `turnutils_natdiscovery`
-behind every NAT type; it exits 1 when any verdict disagrees.
+behind every NAT type; it exits 1 when any verdict disagrees. `matrix` connects two
+peers behind every pair of NAT types (`netsprint.lab.matrix`); it exits 1 when a cell does
+not connect or takes another path than theory says.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch `netsprint lab <command>`; every command needs root."""
     check_root()
     handlers = {"up": lab_up, "down": lab_down, "nat": lab_nat, "shell": lab_shell,
-                "classify": lab_classify}
+                "classify": lab_classify, "matrix": lab_matrix}
     try:
         return handlers[args.lab_command](args)
     except NetsprintError:
@@ -274,3 +276,52 @@ def lab_classify(args: argparse.Namespace) -> int:
     else:
         Console().print(verdict_table(verdicts))
     return 0 if all(v.agree for v in verdicts) else 1
+
+
+# --- matrix -------------------------------------------------------------------------------------
+
+def matrix_table(cells: list, title: str) -> Table:
+    table = Table(title=title, caption="path (time to connect); * where theory expects another path")
+    types = list(dict.fromkeys(c.nat_a for c in cells))
+    table.add_column("a \\ b")
+    for nat_b in dict.fromkeys(c.nat_b for c in cells):
+        table.add_column(nat_b)
+    for nat_a in types:
+        row = [nat_a]
+        for cell in (c for c in cells if c.nat_a == nat_a):
+            row.append(_cell_text(cell))
+        table.add_row(*row)
+    return table
+
+
+def _cell_text(cell) -> str:
+    if not cell.connected:
+        return f"[red]failed[/]: {cell.error or 'no path'}"
+    mark = "" if cell.as_expected else "[red]*[/]"
+    colour = "green" if cell.path == "direct" else "yellow"
+    return f"[{colour}]{cell.path}[/]{mark} ({cell.time_to_connect * 1000:.0f} ms)"
+
+
+def lab_matrix(args: argparse.Namespace) -> int:
+    from netsprint.lab import matrix
+
+    types = tuple(check_nat_type(t) for t in (args.types or NAT_TYPES))
+    status_console = Console(stderr=True)  # progress on stderr keeps --json's stdout clean
+    with status_console.status("matrix") as status:
+        tell = lambda message: status.update(message)  # noqa: E731
+        if args.birthday_trials:
+            cells = matrix.birthday_trials(args.birthday_trials, progress=tell)
+        else:
+            cells = matrix.run_matrix(types, progress=tell)
+    figures = matrix.summary(cells)
+    if args.json:
+        print(json.dumps({"summary": figures, "cells": [c.to_dict() for c in cells]}, indent=2))
+    elif args.birthday_trials:
+        print(f"birthday mode, symmetric <-> port-restricted: {figures['direct']} of "
+              f"{figures['cells']} trials direct, {figures['relay']} via relay")
+    else:
+        Console().print(matrix_table(cells, "Two peers behind every pair of NAT types"))
+        print(json.dumps(figures))
+    if args.birthday_trials:
+        return 0 if figures["connected"] == figures["cells"] else 1
+    return 0 if figures["as_expected"] == figures["cells"] else 1
