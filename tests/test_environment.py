@@ -1,7 +1,7 @@
 """The set-up files agree with each other and with the tools that read them.
 
-environment.yml mirrors pyproject.toml (names and version bounds); scripts/provision.sh and
-.ci/run parse and pass shellcheck, and a second provision run installs nothing; the
+environment.yml mirrors pyproject.toml (names and version bounds); scripts/provision.sh,
+.ci/run and scripts/render-diagrams.sh parse and pass shellcheck, and a second provision run installs nothing; the
 Vagrantfile validates; `make clean` never touches the learner's notebooks.
 """
 
@@ -102,14 +102,14 @@ def test_name_normalisation():
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("script", ["scripts/provision.sh", ".ci/run"])
+@pytest.mark.parametrize("script", ["scripts/provision.sh", ".ci/run", "scripts/render-diagrams.sh"])
 def test_shell_scripts_parse(script):
     proc = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("script", ["scripts/provision.sh", ".ci/run"])
+@pytest.mark.parametrize("script", ["scripts/provision.sh", ".ci/run", "scripts/render-diagrams.sh"])
 def test_shell_scripts_pass_shellcheck(script):
     shellcheck = needs_tool("shellcheck", "shellcheck")
     proc = subprocess.run([shellcheck, "--shell=bash", str(ROOT / script)],
