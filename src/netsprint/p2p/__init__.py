@@ -11,5 +11,8 @@ Modules (import them directly; this package imports none of them):
 - transfer   file-transfer records (offer, chunks, end with SHA-256)
 - chat       chat records (text lines)
 - relay      sans-I/O RelayCore: the signaling server's bounded UDP relay
-- peer       the I/O shell on the reactor: sockets, STUN gathering, signaling, timers
+- gather        host and server-reflexive candidates and the mapping behaviour (STUN)
+- peer          the I/O shell on the reactor: sockets, signaling, timers, records
+- conversation  chat lines and files over one peer's channel
+- command       `netsprint peer`
 """
