@@ -394,3 +394,16 @@ def test_docs_example_is_the_dumped_default(real_sections):
     assert json.loads(dump_config(fmt="json")) in json_blocks
     for key, _default, env, _doc in reference_rows():
         assert f"`{env}`" in docs and f"`{key}`" in docs, f"{key} undocumented"
+
+
+def test_cli_prints_an_example_that_loads_back_and_refuses_a_bad_file(tmp_path, capsys):
+    from netsprint.cli import main
+
+    assert main(["config", "--example"]) == 0
+    example = tmp_path / "example.toml"
+    example.write_text(capsys.readouterr().out)
+    assert load_config(example, env={}) == Config()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[p2p.heartbeat]\nkeepalive_interval = 40\n")
+    assert main(["config", str(bad)]) == 2
+    assert "p2p.heartbeat.keepalive_interval" in capsys.readouterr().err

@@ -51,6 +51,15 @@ def _cmd_signal_server(args: argparse.Namespace) -> int:
     return run_signal_server(args)
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from netsprint.config import dump_config, load_config
+
+    fmt = "json" if args.json else "toml"
+    config = None if args.example else load_config(args.file)
+    print(dump_config(config, fmt=fmt), end="")
+    return 0
+
+
 def _cmd_peer(args: argparse.Namespace) -> int:
     from netsprint.p2p.command import run_peer
 
@@ -130,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="JSON or TOML config; its [relay] section sets the relay's limits")
     p.set_defaults(handler=_cmd_signal_server)
+
+    p = sub.add_parser("config", help="weeks 6-7: check a config file, or print an example")
+    p.add_argument("file", nargs="?", type=Path, default=None,
+                   help="a JSON or TOML config to check (default: $NETSPRINT_CONFIG)")
+    p.add_argument("--example", action="store_true", help="print a full config with defaults")
+    p.add_argument("--json", action="store_true", help="JSON instead of TOML")
+    p.set_defaults(handler=_cmd_config)
 
     p = sub.add_parser("peer", help="weeks 4-7: chat and send files to another peer (P2P)")
     from netsprint.p2p.command import add_arguments as peer_arguments
