@@ -217,11 +217,15 @@ class Sim:
 
     def run(self, until: float, stop: Callable[[], bool] | None = None) -> None:
         """Process events and session deadlines in time order up to `until` (absolute)."""
+        same_instant = 0
         while not (stop and stop()):
             when = self._next_time()
             if when is None or when > until:
                 self.clock.set(max(until, self.clock.now()))
                 return
+            same_instant = same_instant + 1 if when <= self.clock.now() else 0
+            if same_instant > 10_000:
+                raise AssertionError(f"the simulation is stuck at t={when}")
             self.clock.set(max(when, self.clock.now()))
             self._run_due()
 
@@ -358,7 +362,10 @@ def drive(session: PeerSession, until: float, clock: FakeClock,
     timeline = []
     while (deadline := session.next_deadline()) is not None and deadline <= until:
         clock.set(max(deadline, clock.now()))
-        timeline += [(clock.now(), a) for a in session.tick(clock.now())]
+        actions = session.tick(clock.now())
+        if not actions and session.next_deadline() == deadline:
+            raise AssertionError(f"tick({deadline}) did nothing and kept its deadline")
+        timeline += [(clock.now(), a) for a in actions]
         if stop(session):
             break
     return timeline
