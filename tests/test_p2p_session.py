@@ -42,7 +42,7 @@ def exchange(sim: Sim, tag: bytes) -> None:
 
 @pytest.mark.parametrize("nat_a, nat_b", PAIRS, ids=[f"{a}~{b}" for a, b in PAIRS])
 def test_matrix_direct_exactly_where_theory_allows(nat_a, nat_b):
-    sim = Sim(nat_a, nat_b, seed=hash((nat_a, nat_b)) & 0xFFFF).start()
+    sim = Sim(nat_a, nat_b, seed=PAIRS.index((nat_a, nat_b))).start()
     sim.run_until_settled()
     want_direct = frozenset({nat_a, nat_b}) not in NO_DIRECT
     want = (State.CONNECTED, "direct") if want_direct else (State.RELAYED, "relay")

@@ -191,8 +191,9 @@ class Puncher:
         """Spray probes are paced at birthday_rate: probe k is due at start + k / rate."""
         if self._spray_ip is None or self.started_at is None:
             return []
-        elapsed = now - self.started_at
-        due = min(len(self._spray_ports), math.floor(elapsed * self.config.birthday_rate + 1e-9) + 1)
+        # + 1e-9: k / rate computed back from a float deadline may land a hair below k.
+        due_by_time = math.floor((now - self.started_at) * self.config.birthday_rate + 1e-9) + 1
+        due = min(len(self._spray_ports), due_by_time)
         out = []
         while self._sprayed < due:
             port = self._spray_ports[self._sprayed]

@@ -297,15 +297,15 @@ class PeerSession:
         """Probe a PROBE's source at once: for a symmetric peer that source is the only
         address its NAT will let our answer through (RFC 8445 section 7.3.1.4)."""
         target = (addr, sock)
-        if self.state is State.SIGNALING and target not in self._learned_targets:
-            self._learned_targets.append(target)  # probed when probing starts
+        if self.state not in (State.SIGNALING, State.PROBING, State.FALLBACK, State.RELAYED):
+            return []
+        if target not in self._learned_targets:
+            self._learned_targets.append(target)
+        if self.state is State.SIGNALING:
+            return []  # probed when probing starts
         if self.state is State.PROBING and target in self._puncher.targets:
             return []  # already on the schedule
-        if self.state in (State.PROBING, State.FALLBACK, State.RELAYED):
-            if target not in self._learned_targets:
-                self._learned_targets.append(target)
-            return self._probes(self._puncher.add_target(addr, sock, now))
-        return []
+        return self._probes(self._puncher.add_target(addr, sock, now))
 
     def _on_probe_ack(self, pkt: packet.Packet, addr: Addr, sock: int,
                       now: float) -> list[Action]:
@@ -348,7 +348,8 @@ class PeerSession:
 
     def send(self, body: bytes, now: float) -> list[Action]:
         """A DATA body on the current path. Without a path it is dropped (and counted): the
-        channel above retransmits, as over any lossy datagram path."""
+        channel above retransmits, as over any lossy datagram path. A body over
+        packet.MAX_BODY_BYTES is a caller's bug (ValueError)."""
         if self._machine.final or self.path is None:
             self.stats["send_without_path"] += 1
             return []
@@ -447,8 +448,9 @@ class PeerSession:
         return actions + self._probes(self._puncher.start(now, targets, spray_ip))
 
     def _birthday_role(self) -> str | None:
-        """"sockets" if we are the one side whose NAT maps per destination, "spray" if the
-        peer is; None when neither or both are (or either is unknown)."""
+        """Our part in birthday mode: "sockets" if ours is the one NAT that maps per
+        destination, "spray" if the peer's is; None when neither or both are (or either
+        is unknown)."""
         if self.local_mapping is None or self.remote_mapping is None:
             return None
         if not any(c.kind == "srflx" for c in self.remote_candidates):
