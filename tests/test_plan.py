@@ -67,11 +67,19 @@ def test_a_written_week_has_the_notebooks_the_plan_lists(plan, number):
     assert written == sorted(plan.week(number).notebooks)
 
 
+# Weeks whose plan tasks are review, docs and interview preparation only (week 7: code
+# review, README, diagrams, talking points): they build no module, so they name none.
+REVIEW_WEEKS = {7}
+
+
 @pytest.mark.parametrize("number", WEEKS_WITH_MATERIAL)
 def test_a_written_week_names_modules_that_exist(plan, number):
     modules = [t.module for t in plan.week(number).tasks
                if t.module and t.module.startswith("netsprint")]
-    assert modules, f"week {number} names no module"
+    if number in REVIEW_WEEKS:
+        assert not modules, f"week {number} is a review week but names {modules}"
+    else:
+        assert modules, f"week {number} names no module"
     for module in modules:
         importlib.import_module(module)
 
