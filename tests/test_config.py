@@ -294,11 +294,8 @@ def test_the_dataclass_own_refusal_becomes_a_config_error(tmp_path):
 
 @pytest.fixture
 def real_sections():
-    """The real registry; its modules are written in the same issue, so import them here."""
-    try:
-        return cfgmod.section_types()
-    except ImportError as exc:
-        pytest.skip(f"a section's module is missing: {exc}")
+    """The real registry (importing every section's module: one missing is a failure)."""
+    return cfgmod.section_types()
 
 
 def test_registry_and_config_fields_agree(real_sections):
@@ -376,24 +373,15 @@ def test_cross_field_rules_of_the_real_sections(real_sections, tmp_path, text, k
         assert word in caught.value.reason
 
 
-def test_validate_checks_sections_built_in_code(real_sections):
-    heartbeat_type = type(Config().p2p.heartbeat)
-    bad = dataclasses.replace(Config().p2p, heartbeat=heartbeat_type(keepalive_interval=45.0,
-                                                                     dead_after=90.0))
-    with pytest.raises(ConfigError) as caught:
-        cfgmod.validate({"p2p": bad}, source="cli")
-    assert (caught.value.source, caught.value.key) == ("cli", "p2p.heartbeat.keepalive_interval")
-    cfgmod.validate({"p2p": Config().p2p, "relay": Config().relay})  # defaults pass
-
-
 def test_docs_example_is_the_dumped_default(real_sections):
     docs = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", docs, re.S)
     assert dump_config(fmt="toml") in blocks, "docs/config.md: regenerate the TOML example"
     json_blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", docs, re.S)]
     assert json.loads(dump_config(fmt="json")) in json_blocks
-    for key, _default, env, _doc in reference_rows():
-        assert f"`{env}`" in docs and f"`{key}`" in docs, f"{key} undocumented"
+    for key, default, env, doc in reference_rows():
+        row = f"| `{key}` | `{cfgmod._toml_value(default)}` | `{env}` | {doc} |"
+        assert row in docs, f"docs/config.md: the row of {key} should read: {row}"
 
 
 def test_cli_prints_an_example_that_loads_back_and_refuses_a_bad_file(tmp_path, capsys):

@@ -121,3 +121,10 @@ def test_unknown_format_is_refused():
 def test_json_formatter_without_a_connection_has_null_conn():
     record = logging.LogRecord("netsprint.x", logging.INFO, __file__, 1, "hi %s", ("there",), None)
     assert json.loads(JsonFormatter().format(record))["conn"] is None
+
+
+def test_the_adapter_names_its_connection_read_only():
+    log = connection_logger("netsprint.p2p", "a->b")
+    assert log.conn == "a->b"
+    with pytest.raises(AttributeError):
+        log.conn = "other"

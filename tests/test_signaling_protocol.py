@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 
+import netsprint.signaling
 from netsprint.errors import DecodeError
 from netsprint.signaling import protocol as p
 from netsprint.signaling.protocol import (Answer, Candidate, CandidateAddr, Endpoint, Error,
@@ -252,6 +254,11 @@ def test_each_validation_rule_has_its_code(payload, code, word, ref):
 
 def test_every_code_a_decoder_can_raise_is_a_protocol_error_code():
     assert {code for _, code, _, _ in INVALID} <= p.ERROR_CODES
+
+
+def test_the_package_exports_every_message_type():
+    exported = {getattr(netsprint.signaling, name) for name in netsprint.signaling.__all__}
+    assert set(typing.get_args(p.Message)) <= exported
 
 
 def test_relay_refused_is_a_protocol_error_code():

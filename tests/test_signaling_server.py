@@ -30,7 +30,8 @@ from netsprint.signaling import (Answer, BlockingSignalingClient, Candidate, Can
                                  Register, Registered, SignalingClient, SignalingRejected,
                                  SignalingServer, SignalingTimeout, decode_message,
                                  encode_frame, encode_message)
-from netsprint.signaling.command import SignalServerArgumentError, parse_listen, run_signal_server
+from netsprint.signaling.command import (SignalServerArgumentError, parse_listen,
+                                        run_signal_server, summary)
 from netsprint.signaling.protocol import Endpoint, RelayGranted, RelayRequest
 from netsprint.signaling.server import serving_in_thread
 
@@ -449,6 +450,14 @@ def test_blocking_register_refused_and_receive_timeout(threaded_server):
             second.receive()
 
 
+def test_blocking_register_keeps_what_came_before_the_answer_in_order(threaded_server):
+    with BlockingSignalingClient(HOST, threaded_server.port, timeout=WAIT) as client:
+        client.send(Heartbeat(1))
+        client.send(Heartbeat(2))
+        assert client.register("dave").peer_id == "dave"
+        assert [client.receive(), client.receive()] == [HeartbeatAck(1), HeartbeatAck(2)]
+
+
 # -- the relay (week 5) -----------------------------------------------------------------------
 
 SESSION = bytes.fromhex("5e55105e55105e55")
@@ -580,6 +589,15 @@ def test_bad_limits_are_refused():
     args = SimpleNamespace(listen="127.0.0.1:0", heartbeat_timeout=0.0, max_frame_bytes=65536)
     with pytest.raises(SignalServerArgumentError):
         run_signal_server(args)
+
+
+def test_the_summary_names_the_relay_counters_only_with_a_relay():
+    stats = {"registered": 2, "relay_granted": 2, "relay.relayed_packets": 7,
+             "relay.dropped_bad_token": 1}
+    plain, relayed = summary(stats).split(), summary(stats, relay=True).split()
+    assert "registered=2" in plain and not any(w.startswith("relay") for w in plain)
+    assert {"relay_granted=2", "relay.relayed_packets=7", "relay.dropped_bad_token=1",
+            "relay.relayed_bytes=0"} <= set(relayed)
 
 
 def test_the_cli_serves_until_sigint_and_prints_a_summary():

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netsprint.errors import NetsprintError
+from netsprint.p2p.packet import HEADER_BYTES, MAX_PACKET_BYTES
 
 if TYPE_CHECKING:
     from netsprint.log import LogConfig
@@ -60,9 +61,6 @@ DEFAULTS = "defaults"  # the "source" of a value nobody set
 # Linux conntrack forgets an idle UDP flow (and with it the NAT mapping) after
 # nf_conntrack_udp_timeout = 30 s; a keepalive must come before that.
 CONNTRACK_UDP_TIMEOUT = 30.0
-MAX_PACKET_BYTES = 1200  # netsprint.p2p.packet.MAX_PACKET_BYTES (RFC 8085 section 3.2)
-PACKET_HEADER_BYTES = 12  # netsprint.p2p.packet.HEADER_BYTES
-DEFAULT_BIRTHDAY_PORTS = (1024, 65535)  # where birthday probes aim (PunchConfig)
 
 _TRUE_WORDS = frozenset({"1", "true", "yes"})
 _FALSE_WORDS = frozenset({"0", "false", "no"})
@@ -392,8 +390,6 @@ def _apply(instance: Any, changes: Changes, origins: Mapping[str, str],
 # "module.Class" -> functions returning (field, reason) for each broken rule of an instance.
 Check = Callable[[Any], Iterable[tuple[str, str]]]
 CHECKS: dict[str, list[Check]] = {}
-# Rules spanning sections: functions of the whole Config returning (key path, reason).
-CONFIG_CHECKS: list[Callable[[Any], Iterable[tuple[str, str]]]] = []
 
 
 def check(qualified_name: str) -> Callable[[Check], Check]:
@@ -434,7 +430,7 @@ def _punch_rules(cfg: Any) -> Iterator[tuple[str, str]]:
     if cfg.probe_backoff < 1.0:
         yield ("probe_backoff", f"must be >= 1 (a factor the interval grows by), "
                                 f"got {cfg.probe_backoff:g}")
-    low, high = getattr(cfg, "birthday_ports", DEFAULT_BIRTHDAY_PORTS)
+    low, high = cfg.birthday_ports
     if not 1 <= low <= high <= 65535:
         yield ("birthday_ports", f"must be a port range [low, high] within 1..65535, "
                                  f"got [{low}, {high}]")
@@ -459,7 +455,7 @@ def _channel_rules(cfg: Any) -> Iterator[tuple[str, str]]:
     if cfg.segment_bytes > MAX_SEGMENT_PAYLOAD_BYTES:
         yield ("segment_bytes", f"must be <= {MAX_SEGMENT_PAYLOAD_BYTES}, got "
                                 f"{cfg.segment_bytes}: a DATA packet is at most "
-                                f"{MAX_PACKET_BYTES} bytes with the {PACKET_HEADER_BYTES}-byte "
+                                f"{MAX_PACKET_BYTES} bytes with the {HEADER_BYTES}-byte "
                                 f"packet and {SEGMENT_HEADER_BYTES}-byte segment headers")
     if cfg.receive_window_segments > MAX_WINDOW_SEGMENTS:
         yield ("receive_window_segments", f"must be <= {MAX_WINDOW_SEGMENTS} (the window field "
@@ -499,16 +495,8 @@ def _relay_keepalive_rule(config: Any) -> Iterator[tuple[str, str]]:
                "frees an allocation that stays idle that long")
 
 
-CONFIG_CHECKS.append(_relay_keepalive_rule)
-
-
-def _walk(instance: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """(key path, instance) of `instance` and of every dataclass nested in it."""
-    yield path, instance
-    for field in dataclasses.fields(instance):
-        value = getattr(instance, field.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            yield from _walk(value, (*path, field.name))
+# Rules spanning sections: functions of the whole Config returning (key path, reason).
+CONFIG_CHECKS: list[Check] = [_relay_keepalive_rule]
 
 
 def _origin(origins: Mapping[str, str], key: str, fallback: str = DEFAULTS) -> str:
@@ -519,22 +507,13 @@ def _origin(origins: Mapping[str, str], key: str, fallback: str = DEFAULTS) -> s
     return inside[0] if inside else fallback
 
 
-def _run_rules(cls: type, view: Any, path: tuple[str, ...], origins: Mapping[str, str],
-               fallback: str = DEFAULTS) -> None:
+def _run_rules(cls: type, view: Any, path: tuple[str, ...], origins: Mapping[str, str]) -> None:
     for rule in CHECKS.get(_qualified_name(cls), []):
         for name, reason in rule(view):
             key = ".".join((*path, name))
             # A rule broken by a default blames the file that changed its partner.
-            source = _origin(origins, key, _origin(origins, ".".join(path), fallback))
+            source = _origin(origins, key, _origin(origins, ".".join(path)))
             raise ConfigError(source, key, reason)
-
-
-def validate(sections: Mapping[str, Any], source: str = "<code>") -> None:
-    """Raise ConfigError for the first broken rule of sections built in code, e.g.
-    `validate({"p2p": SessionConfig(...)})` (a loaded config has passed them already)."""
-    for section, instance in sections.items():
-        for path, node in _walk(instance, (section,)):
-            _run_rules(type(node), node, path, {}, source)
 
 
 # --- the entry points ----------------------------------------------------------------------------
@@ -683,11 +662,10 @@ def dump_config(config: Config | None = None, fmt: str = "toml") -> str:
     return "\n".join(out) + "\n"
 
 
-def reference_rows(sections: Mapping[str, type] | None = None) -> list[tuple[str, Any, str, str]]:
+def reference_rows() -> list[tuple[str, Any, str, str]]:
     """(key path, default, environment variable, meaning) of every key: the docs' table."""
-    sections = sections if sections is not None else section_types()
     rows = []
-    for section, cls in sections.items():
+    for section, cls in section_types().items():
         rows += _reference(cls(), (section,))
     return rows
 

@@ -19,14 +19,14 @@ import logging
 import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 from rich.console import Console
 from rich.logging import RichHandler
 
 ROOT_LOGGER = "netsprint"
-LOG_FORMATS = ("text", "json")
 LogFormat = Literal["text", "json"]
+LOG_FORMATS = get_args(LogFormat)
 _HANDLER_MARK = "_netsprint_handler"  # attribute set on the one handler setup_logging owns
 
 # Every attribute a plain LogRecord has (plus what formatters add): anything else on a
@@ -128,6 +128,7 @@ class ConnectionAdapter(logging.LoggerAdapter):
 
     @property
     def conn(self) -> str:
+        """The connection id (read-only: a logger stays bound to its connection)."""
         return self.extra["conn"]
 
 

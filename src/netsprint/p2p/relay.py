@@ -118,13 +118,12 @@ class _TokenBucket:
 
 
 class _Half:
-    """One grant of an allocation: who asked, its token, where it is bound (None until
-    its first valid RELAY_BIND) and the bucket for what it sends."""
+    """One grant of an allocation (keyed by the peer that asked): its token, where it is
+    bound (None until its first valid RELAY_BIND) and the bucket for what it sends."""
 
-    __slots__ = ("peer_id", "token", "addr", "bucket")
+    __slots__ = ("token", "addr", "bucket")
 
-    def __init__(self, peer_id: str, token: bytes, bucket: _TokenBucket) -> None:
-        self.peer_id = peer_id
+    def __init__(self, token: bytes, bucket: _TokenBucket) -> None:
         self.token = token
         self.addr: Address | None = None
         self.bucket = bucket
@@ -208,7 +207,7 @@ class RelayCore:
             self._allocations[session] = alloc
             self.stats["allocations"] += 1
         bucket = _TokenBucket(self.limits.rate_bytes_per_second, self.limits.burst_bytes, now)
-        alloc.halves[peer_id] = _Half(peer_id, self._rng_bytes(packet.TOKEN_BYTES), bucket)
+        alloc.halves[peer_id] = _Half(self._rng_bytes(packet.TOKEN_BYTES), bucket)
         return alloc
 
     def _refuse(self, cause: str, reason: str) -> RelayRefused:

@@ -1,4 +1,5 @@
-"""Weeks 2-3: the signaling protocol, server and clients (peers find each other here).
+"""Weeks 2-3: the signaling protocol, server and clients (peers find each other here);
+week 5 adds relay_request/relay_granted and the server's UDP relay (netsprint.p2p.relay).
 
     framing.py   4-byte length-prefixed frames that survive half and sticky packets
     protocol.py  the JSON messages as frozen dataclasses; validation and error codes
@@ -17,14 +18,15 @@ from netsprint.signaling.framing import MAX_FRAME_BYTES, FrameDecoder, FrameErro
 from netsprint.signaling.protocol import (PROTOCOL_VERSION, Answer, Candidate, CandidateAddr,
                                           Endpoint, Error, Heartbeat, HeartbeatAck, Message,
                                           MessageError, Offer, PeerLeft, Register, Registered,
-                                          decode_message, encode_message)
+                                          RelayGranted, RelayRequest, decode_message,
+                                          encode_message)
 from netsprint.signaling.server import SignalingServer
 
 __all__ = [
     "MAX_FRAME_BYTES", "FrameDecoder", "FrameError", "encode_frame",
     "PROTOCOL_VERSION", "Message", "MessageError", "decode_message", "encode_message",
     "Register", "Registered", "Offer", "Answer", "Candidate", "CandidateAddr", "Endpoint",
-    "Heartbeat", "HeartbeatAck", "Error", "PeerLeft",
+    "Heartbeat", "HeartbeatAck", "Error", "PeerLeft", "RelayRequest", "RelayGranted",
     "SignalingCore", "Send", "Close", "Action", "SignalingServer",
     "SignalingClient", "BlockingSignalingClient", "SignalingClosed", "SignalingRejected",
     "SignalingTimeout",

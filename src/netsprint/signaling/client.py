@@ -178,14 +178,19 @@ class BlockingSignalingClient:
     def register(self, peer_id: str) -> p.Registered:
         """Register and wait for the answer; SignalingRejected if the server refuses."""
         self.send(p.Register(peer_id=peer_id))
-        while True:
-            msg = self._read_message(self.timeout)
-            if isinstance(msg, p.Registered):
-                self.peer_id, self.observed = msg.peer_id, msg.observed
-                return msg
-            if isinstance(msg, p.Error) and msg.ref == p.Register.TYPE:
-                raise SignalingRejected(msg)
-            self._inbox.append(msg)  # something else came first: keep it for receive()
+        early: list[p.Message] = []  # what came before the answer, kept for receive()
+        try:
+            while True:
+                msg = self._read_message(self.timeout)
+                if isinstance(msg, p.Registered):
+                    self.peer_id, self.observed = msg.peer_id, msg.observed
+                    return msg
+                if isinstance(msg, p.Error) and msg.ref == p.Register.TYPE:
+                    raise SignalingRejected(msg)
+                # Not into the inbox yet: _read_message would hand it straight back.
+                early.append(msg)
+        finally:
+            self._inbox.extendleft(reversed(early))  # ahead of what arrived after them
 
     def send(self, msg: p.Message) -> None:
         frame = encode_frame(p.encode_message(msg), self.max_frame_bytes)

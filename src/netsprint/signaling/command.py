@@ -6,8 +6,10 @@ import ipaddress
 import logging
 from typing import Any
 
+from netsprint.config import load_config
 from netsprint.errors import NetsprintError, ReactorError
 from netsprint.log import setup_logging
+from netsprint.p2p.relay import RelayLimits
 from netsprint.reactor.addresses import short_addr
 from netsprint.reactor.signals import StopOnSignals
 from netsprint.reactor.loop import EventLoop
@@ -17,6 +19,10 @@ log = logging.getLogger(__name__)
 
 SUMMARY_COUNTERS = ("connections_opened", "registered", "frames_in", "forwarded", "errors",
                     "expired", "closed_slow", "closed_frame_too_large")
+# With --relay: what it granted, carried, and refused to carry (the open-relay guards).
+RELAY_SUMMARY_COUNTERS = ("relay_granted", "relay.bound", "relay.relayed_packets",
+                          "relay.relayed_bytes", "relay.dropped_bad_token",
+                          "relay.dropped_unbound", "relay.dropped_over_rate")
 
 
 class SignalServerArgumentError(NetsprintError, ValueError):
@@ -80,19 +86,20 @@ def run_signal_server(args: Any) -> int:
         finally:
             server.close()
             loop.run_once(0)  # deliver connection_lost to the aborted connections
-    print("netsprint signal server stopped: " + summary(server.stats), flush=True)
+    print("netsprint signal server stopped: "
+          + summary(server.stats, relay=relay_limits is not None), flush=True)
     return 0
 
 
-def _relay_limits(args: Any):
+def _relay_limits(args: Any) -> RelayLimits | None:
     """The relay's limits (from --config's [relay] section) with --relay, else None."""
     if not getattr(args, "relay", False):
         return None
-    from netsprint.config import load_config
-
     return load_config(args.config).relay
 
 
-def summary(stats: dict[str, int]) -> str:
-    """'connections_opened=3 registered=2 ...' (the counters people ask about first)."""
-    return " ".join(f"{name}={stats.get(name, 0)}" for name in SUMMARY_COUNTERS)
+def summary(stats: dict[str, int], *, relay: bool = False) -> str:
+    """'connections_opened=3 registered=2 ...' (the counters people ask about first), and
+    the relay's with `relay`."""
+    names = SUMMARY_COUNTERS + (RELAY_SUMMARY_COUNTERS if relay else ())
+    return " ".join(f"{name}={stats.get(name, 0)}" for name in names)

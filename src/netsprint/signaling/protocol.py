@@ -15,7 +15,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, Callable, ClassVar, Union, get_args
 
 from netsprint.errors import DecodeError
 
@@ -185,7 +185,7 @@ class RelayGranted:
 Message = Union[Register, Registered, Offer, Answer, Candidate, Heartbeat, HeartbeatAck,
                 Error, PeerLeft, RelayRequest, RelayGranted]
 Forwarded = Union[Offer, Answer, Candidate]
-FORWARDED_TYPES = (Offer, Answer, Candidate)
+FORWARDED_TYPES = get_args(Forwarded)  # the types the server passes on, for isinstance
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -199,6 +199,11 @@ def encode_message(msg: Message) -> bytes:
 
 def _candidate_json(c: CandidateAddr) -> dict[str, Any]:
     return {"ip": c.ip, "port": c.port, "kind": c.kind}
+
+
+def _encode_candidates(msg: Offer | Answer) -> dict[str, Any]:
+    return _with_optional({"to": msg.to,
+                           "candidates": [_candidate_json(c) for c in msg.candidates]}, msg)
 
 
 def _with_optional(obj: dict[str, Any], msg: Forwarded) -> dict[str, Any]:
@@ -222,10 +227,8 @@ _ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     Register: lambda m: {"peer_id": m.peer_id},
     Registered: lambda m: {"peer_id": m.peer_id,
                            "observed": {"ip": m.observed.ip, "port": m.observed.port}},
-    Offer: lambda m: _with_optional(
-        {"to": m.to, "candidates": [_candidate_json(c) for c in m.candidates]}, m),
-    Answer: lambda m: _with_optional(
-        {"to": m.to, "candidates": [_candidate_json(c) for c in m.candidates]}, m),
+    Offer: _encode_candidates,
+    Answer: _encode_candidates,
     Candidate: lambda m: _with_optional(
         {"to": m.to, "candidate": _candidate_json(m.candidate)}, m),
     Heartbeat: lambda m: {"seq": m.seq},
@@ -402,6 +405,12 @@ def _forwarded_fields(f: _Fields) -> dict[str, Any]:
             "from_": f.peer_id("from", optional=True)}
 
 
+def _candidates_decoder(cls: type[Offer] | type[Answer]) -> Callable[[_Fields], Message]:
+    """Offer and Answer carry the same fields."""
+    return lambda f: cls(candidates=f.candidates("candidates"), mapping=f.mapping("mapping"),
+                         **_forwarded_fields(f))
+
+
 def _decode_registered(f: _Fields) -> Registered:
     return Registered(peer_id=f.peer_id("peer_id"), observed=f.endpoint("observed"))
 
@@ -429,10 +438,8 @@ def _decode_error(f: _Fields) -> Error:
 _DECODERS: dict[str, Callable[[_Fields], Message]] = {
     "register": lambda f: Register(peer_id=f.peer_id("peer_id")),
     "registered": _decode_registered,
-    "offer": lambda f: Offer(candidates=f.candidates("candidates"), mapping=f.mapping("mapping"),
-                             **_forwarded_fields(f)),
-    "answer": lambda f: Answer(candidates=f.candidates("candidates"),
-                               mapping=f.mapping("mapping"), **_forwarded_fields(f)),
+    "offer": _candidates_decoder(Offer),
+    "answer": _candidates_decoder(Answer),
     "candidate": lambda f: Candidate(candidate=f.candidate("candidate", f.obj.get("candidate")),
                                      **_forwarded_fields(f)),
     "heartbeat": lambda f: Heartbeat(seq=f.integer("seq", f.obj.get("seq"), 0)),

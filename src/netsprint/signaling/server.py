@@ -126,7 +126,6 @@ class SignalingServer:
         self._closing: dict[int, Any] = {}  # conn id -> its grace timer
         self._timer: Any = None
         self._timer_deadline: float | None = None
-        self.relay: RelayCore | None = None
         self._udp: UdpSocket | None = None
         # The core exists before any connection: accepts run later, on the loop.
         if relay_limits is None:
@@ -134,8 +133,7 @@ class SignalingServer:
             self.core = SignalingCore(heartbeat_timeout)
         else:
             self._listener, self._udp = self._listen_with_relay(host, port)
-            self.relay = RelayCore(relay_limits)
-            self.core = SignalingCore(heartbeat_timeout, self.relay,
+            self.core = SignalingCore(heartbeat_timeout, RelayCore(relay_limits),
                                       relay_port=self._listener.port)
 
     def _listen_with_relay(self, host: str, port: int) -> tuple[TcpListener, UdpSocket]:
@@ -270,6 +268,11 @@ class SignalingServer:
     @property
     def sockname(self) -> Any:
         return self._listener.sockname
+
+    @property
+    def relay(self) -> RelayCore | None:
+        """The relay's logic (the core's; None without a relay)."""
+        return self.core.relay
 
     @property
     def relay_port(self) -> int | None:
