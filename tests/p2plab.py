@@ -1,7 +1,8 @@
 """Two peers in a NAT lab that chat and send a file, for the end-to-end P2P tests.
 
-Each peer runs on its own reactor in a thread that entered its node's namespace
-(`NatLab.thread`); the test's thread only watches and acts on the lab (loss, a cut).
+The matrix's runner (`netsprint.lab.matrix.PeerRun`, `run_pair`) runs each peer on its own
+reactor in a thread that entered its node's namespace; `ChatRun` only changes what the
+peers do once connected. The test's thread watches and acts on the lab (loss, a cut).
 """
 
 from __future__ import annotations
@@ -9,99 +10,83 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
-from netsprint.lab.matrix import LabServices
+from netsprint.lab.matrix import LabServices, PeerRun, run_pair
 from netsprint.lab.topology import NatLab
 from netsprint.p2p.conversation import Conversation
 from netsprint.p2p.peer import Peer
 from netsprint.p2p.session import SessionConfig
 from netsprint.reactor.loop import EventLoop
 
-
-@dataclass
-class PeerRecord:
-    """What one peer saw, filled in by its thread."""
-
-    states: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    files: list[tuple[str, int, str]] = field(default_factory=list)  # name, size, sha256 of data
-    final_path: str | None = None
-    received_bytes: int = 0
-    error: str | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    registered: threading.Event = field(default_factory=threading.Event)
+Finished = Callable[[Peer, Conversation], bool]
 
 
-def _run_peer(services: LabServices, peer_id: str, record: PeerRecord, *,
-              remote: str | None, wait_for: threading.Event | None, payload: bytes | None,
-              config: SessionConfig, finished: Callable[[Peer, Conversation], bool],
-              timeout: float) -> None:
-    loop = EventLoop()
-    peer = None
-    try:
-        peer = Peer(loop, peer_id, services.signal, stun=services.stun, stun_alt=services.stun_alt,
-                    session_config=config, on_state=lambda c: record.states.append(c.new.name))
-        chat = Conversation(peer)
-        loop.run_until(lambda: peer.registered, timeout)
-        record.registered.set()
-        if remote is not None:
-            assert wait_for.wait(timeout), "the other peer never registered"
-            peer.connect(remote)
-        loop.run_until(lambda: peer.path_up or peer.finished, timeout)
-        chat.say(f"hello from {peer_id}")
-        if payload is not None:
-            chat.send_file(payload, name="payload.bin")
+class ChatRun(PeerRun):
+    """One peer that says hello, sends `payload` as a file (if any) and runs until
+    `finished(peer, chat)`; keeps the lines and files it received (name, size, SHA-256)."""
+
+    def __init__(self, peer_id: str, services: LabServices, config: SessionConfig,
+                 timeout: float, *, payload: bytes | None, finished: Finished) -> None:
+        super().__init__(peer_id, services, config, timeout)
+        self.payload, self.finished = payload, finished
+        self.chat: Conversation | None = None
+        self.lines: list[str] = []
+        self.files: list[tuple[str, int, str]] = []
+        self.final_path: str | None = None
+        self.received_bytes = 0  # of the incoming file so far: the test thread watches it
+        self.done = threading.Event()
+
+    def run(self, remote: str | None, wait_for: threading.Event | None) -> None:
+        try:
+            super().run(remote, wait_for)
+        finally:
+            self.done.set()
+
+    def attach(self, peer: Peer) -> None:
+        self.chat = Conversation(peer)  # before any record can arrive
+
+    def exchange(self, loop: EventLoop, peer: Peer, deadline: float) -> None:
+        chat = self.chat
+        chat.say(f"hello from {self.peer_id}")
+        if self.payload is not None:
+            chat.send_file(self.payload, name="payload.bin")
 
         def progress() -> bool:
-            incoming = chat.incoming
-            if incoming is not None:
-                record.received_bytes = incoming.received_bytes
-            return finished(peer, chat) or peer.finished
+            if chat.incoming is not None:
+                self.received_bytes = chat.incoming.received_bytes
+            return self.finished(peer, chat) or peer.finished
 
-        loop.run_until(progress, timeout)
-        record.lines = list(chat.lines)
-        record.files = [(f.name, f.size, hashlib.sha256(f.data).hexdigest()) for f in chat.files]
-        record.final_path = peer.session.path_kind
-    except Exception as exc:  # the test thread reports it
-        record.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        record.registered.set()
-        record.done.set()
-        if peer is not None:
-            peer.close()
-        loop.close()
+        loop.run_until(progress, deadline - time.monotonic())
+        self.lines = list(chat.lines)
+        self.files = [(f.name, f.size, hashlib.sha256(f.data).hexdigest()) for f in chat.files]
+        self.final_path = peer.session.path_kind
+
+
+def _sender_done(peer: Peer, chat: Conversation) -> bool:
+    return peer.all_acknowledged and len(chat.lines) >= 1
+
+
+def _receiver_done(peer: Peer, chat: Conversation) -> bool:
+    return len(chat.files) >= 1 and len(chat.lines) >= 1 and peer.all_acknowledged
 
 
 def exchange(lab: NatLab, services: LabServices, payload: bytes, *,
              config: SessionConfig | None = None, cut_after_bytes: int | None = None,
-             timeout: float = 90.0) -> tuple[PeerRecord, PeerRecord]:
+             timeout: float = 90.0) -> tuple[ChatRun, ChatRun]:
     """peer-a connects to peer-b, both say hello, a sends `payload` to b as a file.
 
     With `cut_after_bytes`, the direct path is cut once b has received that much of it."""
     config = config or SessionConfig()
-    a, b = PeerRecord(), PeerRecord()
-    sender_done = lambda peer, chat: peer.all_acknowledged and len(chat.lines) >= 1  # noqa: E731
-    receiver_done = lambda peer, chat: len(chat.files) >= 1 and len(chat.lines) >= 1 \
-        and peer.all_acknowledged  # noqa: E731
-    threads = [
-        lab.thread("peer-b", lambda: _run_peer(services, "b", b, remote=None, wait_for=None,
-                                               payload=None, config=config,
-                                               finished=receiver_done, timeout=timeout)),
-        lab.thread("peer-a", lambda: _run_peer(services, "a", a, remote="b",
-                                               wait_for=b.registered, payload=payload,
-                                               config=config, finished=sender_done,
-                                               timeout=timeout)),
-    ]
-    for thread in threads:
-        thread.start()
-    if cut_after_bytes is not None:
+    a = ChatRun("a", services, config, timeout, payload=payload, finished=_sender_done)
+    b = ChatRun("b", services, config, timeout, payload=None, finished=_receiver_done)
+
+    def cut_when_far_enough() -> None:
         deadline = time.monotonic() + timeout
         while b.received_bytes < cut_after_bytes and not b.done.is_set():
             assert time.monotonic() < deadline, "the transfer never got far enough to cut"
             time.sleep(0.005)
         lab.cut_direct()
-    for thread in threads:
-        thread.join(timeout + 10.0)
+
+    run_pair(lab, a, b, while_running=None if cut_after_bytes is None else cut_when_far_enough)
     return a, b

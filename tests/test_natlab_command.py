@@ -13,9 +13,10 @@ from labutil import host_snapshot, lab_traces, require_coturn, require_lab
 from rich.console import Console
 
 from netsprint.errors import CapabilityError
-from netsprint.lab import LabError, command, topology
+from netsprint.lab import LabError, command, matrix, topology
 from netsprint.lab.command import make_verdict, split_shell_command, verdict_table
 from netsprint.lab.coturn import NatDiscovery
+from netsprint.lab.matrix import Cell
 from netsprint.lab.nat_types import NAT_TYPES
 from netsprint.lab.topology import NatLab, random_lab_name
 
@@ -188,3 +189,30 @@ def test_unknown_type_is_refused_before_any_lab_is_built(monkeypatch):
     with pytest.raises(LabError, match="unknown NAT type"):
         command.run(args)
     assert built == []
+
+
+@pytest.mark.unit
+def test_matrix_reports_every_cell_and_exits_1_when_one_is_off_theory(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    cells = [Cell("none", "none", "direct", connected=True, path="direct", time_to_connect=0.01),
+             Cell("symmetric", "symmetric", "relay", connected=True, path="direct",
+                  time_to_connect=0.02)]
+    told = []
+
+    def fake_matrix(types, progress):
+        progress(f"{len(types)} types")
+        told.append(types)
+        return cells
+
+    monkeypatch.setattr(matrix, "run_matrix", fake_matrix)
+    args = argparse.Namespace(lab_command="matrix", json=True, types=None, birthday_trials=0)
+    assert command.run(args) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [c["as_expected"] for c in report["cells"]] == [True, False]
+    assert report["summary"]["as_expected"] == 1 and report["summary"]["direct"] == 2
+    assert told == [NAT_TYPES]
+
+    cells.pop()
+    args.json = False
+    assert command.run(args) == 0
+    assert "direct (10 ms)" in capsys.readouterr().out

@@ -7,18 +7,20 @@ Traffic stays inside the namespaces these tests create, on documentation ranges 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
+import struct
 import threading
 
 import pytest
 from labutil import lab  # noqa: F401  (a fixture)
 from labutil import assert_no_traces, drain, host_snapshot, require_lab, udp_receiver
 
-from netsprint.lab import LabError
+from netsprint.lab import LabError, topology
 from netsprint.lab.nat_types import CUT_TABLE
-from netsprint.lab.topology import NETNS_DIR, NatLab
+from netsprint.lab.topology import NETNS_DIR, NatLab, call_in_netns, socket_in_netns
 
 pytestmark = pytest.mark.lab
 
@@ -150,6 +152,16 @@ def test_thread_refuses_unknown_nodes_and_labs_that_are_not_up(lab):
         NatLab("nosuchlab").thread("peer-a", print)
 
 
+def test_call_in_netns_hands_back_the_result_and_the_exception(lab):
+    namespace = lab.netns("peer-a")
+    seen = call_in_netns(namespace, netns_inode, "/proc/thread-self/ns/net")
+    assert seen == netns_inode(os.path.join(NETNS_DIR, namespace))
+    with pytest.raises(ZeroDivisionError):
+        call_in_netns(namespace, divmod, 1, 0)
+    with pytest.raises(LabError, match="no network namespace"):
+        socket_in_netns("nosuchlab-peer-a")
+
+
 def test_thread_sockets_talk_across_the_lab(lab):
     """A whole exchange run by a thread in peer-a, answered by the internet."""
     got: list[bytes] = []
@@ -233,6 +245,22 @@ def test_flush_gives_a_symmetric_nat_new_ports_and_only_on_its_side(lab, server)
         lab.flush_conntrack()
         assert flows_to(lab, "nat-a", SERVER_PORT) == []
         assert flows_to(lab, "nat-b", SERVER_PORT) == []
+
+
+def netlink_reply(kind: int, error: int) -> bytes:
+    header = topology.NLMSG_HEADER
+    return header.pack(header.size + 4, kind, 0, 1, 0) + struct.pack("=i", error)  # host order
+
+
+def test_the_flush_reads_the_kernels_ack_and_its_refusals():
+    topology._check_netlink_ack(netlink_reply(topology.NLMSG_ERROR, 0), "flush")  # the ack
+    with pytest.raises(OSError) as refused:
+        topology._check_netlink_ack(netlink_reply(topology.NLMSG_ERROR, -errno.EPERM), "flush")
+    assert refused.value.errno == errno.EPERM
+    with pytest.raises(LabError, match="unexpected netlink message type"):
+        topology._check_netlink_ack(netlink_reply(topology.NLMSG_ERROR + 1, 0), "flush")
+    with pytest.raises(LabError, match="short"):
+        topology._check_netlink_ack(b"\0" * 8, "flush")
 
 
 def test_flush_refuses_a_bad_side(lab):

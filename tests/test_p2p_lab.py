@@ -11,8 +11,8 @@ import pytest
 from labutil import assert_no_traces, require_lab
 from p2plab import exchange
 
-from netsprint.lab.matrix import (NEEDS_RELAY, birthday_trials, expected_path, lab_services,
-                                  run_matrix)
+from netsprint.lab.matrix import (NEEDS_RELAY, birthday_trials, cell_path, expected_path,
+                                  lab_services, run_matrix)
 from netsprint.lab.nat_types import NAT_TYPES
 from netsprint.lab.topology import NatLab
 
@@ -50,6 +50,12 @@ def test_theory_table_names_exactly_the_two_relay_pairs():
     assert relay == {("symmetric", "symmetric"), ("symmetric", "port-restricted"),
                      ("port-restricted", "symmetric")}
     assert len(NEEDS_RELAY) == 2
+
+
+def test_a_cell_path_names_what_each_side_got():
+    assert cell_path("relay", "relay") == "relay"
+    assert cell_path("direct", "relay") == "direct/relay"  # a's, then b's
+    assert cell_path("direct", None) is None and cell_path(None, None) is None
 
 
 def test_every_pair_of_nat_types_connects_on_the_path_theory_allows():

@@ -8,6 +8,7 @@ import json
 import socket
 
 import pytest
+from test_stun_server import ipv6_server  # noqa: F401  (a fixture: skips without IPv6 loopback)
 
 from netsprint import cli
 from netsprint.stun import attributes as attrs
@@ -90,16 +91,10 @@ def test_server_without_alternate_address_gives_unknown_with_reason():
 
 
 @pytest.mark.net
-def test_an_ipv6_server_is_probed_from_an_ipv6_address():
+def test_an_ipv6_server_is_probed_from_an_ipv6_address(ipv6_server):
     # With the default local_ip (a wildcard) the probes bind to the address the kernel
     # picks towards the server, of the server's family: an IPv4 socket cannot reach ::1.
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError as exc:
-        pytest.skip(f"no IPv6 loopback here: {exc}")
-    with serving_in_thread(("::1", 0)) as server:
-        report = detect_nat(server.primary, timeout=1.0)
+    report = detect_nat(ipv6_server.primary, timeout=1.0)
     assert report.tests[0].answered, report.reason
     assert report.local_address.ip == "::1"
     assert report.mapped_address == report.local_address

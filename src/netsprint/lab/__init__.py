@@ -4,7 +4,8 @@
   peer behind each, all inside network namespaces (the root namespace gets nothing).
 - `nat_types`: one nftables script per NAT type, loaded into a router's own namespace.
 - `coturn`: Debian coturn's `turnserver` and `turnutils_natdiscovery`, started and parsed.
-- `command`: `netsprint lab up|down|nat|shell|classify`.
+- `matrix`: two peers (STUN, signaling, relay) behind every pair of NAT types, in one lab.
+- `command`: `netsprint lab up|down|nat|shell|classify|matrix`.
 
 `LabError` is defined here (not in a submodule) so every submodule can raise it without
 importing another; it derives from the one error root.

@@ -270,7 +270,7 @@ def lab_classify(args: argparse.Namespace) -> int:
     types = [check_nat_type(t) for t in (args.types or NAT_TYPES)]
     status_console = Console(stderr=True)  # progress on stderr keeps --json's stdout clean
     with status_console.status("classify") as status:
-        verdicts = classify(types, lambda message: status.update(message))
+        verdicts = classify(types, status.update)
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     else:
@@ -281,7 +281,8 @@ def lab_classify(args: argparse.Namespace) -> int:
 # --- matrix -------------------------------------------------------------------------------------
 
 def matrix_table(cells: list, title: str) -> Table:
-    table = Table(title=title, caption="path (time to connect); * where theory expects another path")
+    table = Table(title=title,
+                  caption="path (time to connect); * where theory expects another path")
     types = list(dict.fromkeys(c.nat_a for c in cells))
     table.add_column("a \\ b")
     for nat_b in dict.fromkeys(c.nat_b for c in cells):
@@ -308,11 +309,10 @@ def lab_matrix(args: argparse.Namespace) -> int:
     types = tuple(check_nat_type(t) for t in (args.types or NAT_TYPES))
     status_console = Console(stderr=True)  # progress on stderr keeps --json's stdout clean
     with status_console.status("matrix") as status:
-        tell = lambda message: status.update(message)  # noqa: E731
         if args.birthday_trials:
-            cells = matrix.birthday_trials(args.birthday_trials, progress=tell)
+            cells = matrix.birthday_trials(args.birthday_trials, progress=status.update)
         else:
-            cells = matrix.run_matrix(types, progress=tell)
+            cells = matrix.run_matrix(types, progress=status.update)
     figures = matrix.summary(cells)
     if args.json:
         print(json.dumps({"summary": figures, "cells": [c.to_dict() for c in cells]}, indent=2))

@@ -28,8 +28,8 @@ from netsprint.lab.nat_types import NAT_TYPES
 from netsprint.lab.topology import NatLab
 from netsprint.p2p.peer import Peer
 from netsprint.p2p.relay import RelayLimits
-from netsprint.p2p.session import SessionConfig, State
-from netsprint.reactor.loop import EventLoop, LoopTimeout
+from netsprint.p2p.session import SessionConfig
+from netsprint.reactor.loop import EventLoop
 from netsprint.signaling.server import SignalingServer
 from netsprint.stun.server import StunServer
 
@@ -48,7 +48,8 @@ def expected_path(nat_a: str, nat_b: str) -> str:
 
 @dataclass
 class Cell:
-    """One pair of NAT types and what happened."""
+    """One pair of NAT types and what happened: `path` as `cell_path` tells it, the
+    initiator's (a's) time to connect, each side's state names in order."""
 
     nat_a: str
     nat_b: str
@@ -137,13 +138,15 @@ def lab_services(lab: NatLab, relay: RelayLimits | None = None) -> Iterator[LabS
         yield LabServices((ips[0], STUN_PORT), (ips[1], STUN_PORT), (ips[0], SIGNAL_PORT))
 
 
-class _PeerRun:
-    """One peer of a cell: runs in its namespace's thread, says hello, waits for the other's."""
+class PeerRun:
+    """One peer of a pair, run by `run_pair` in its node's thread: it registers, connects
+    (the initiator) and, once a path is up, calls `exchange`; it keeps what happened (states,
+    path kind, time to connect, the error that ended it). The matrix's exchange is one
+    hello each way; subclasses (the end-to-end tests) override `attach` and `exchange`."""
 
-    def __init__(self, lab: NatLab, node: str, peer_id: str, services: LabServices,
-                 config: SessionConfig, timeout: float) -> None:
-        self.lab, self.node, self.peer_id = lab, node, peer_id
-        self.services, self.config, self.timeout = services, config, timeout
+    def __init__(self, peer_id: str, services: LabServices, config: SessionConfig,
+                 timeout: float) -> None:
+        self.peer_id, self.services, self.config, self.timeout = peer_id, services, config, timeout
         self.registered = threading.Event()
         self.peer: Peer | None = None
         self.states: list[str] = []
@@ -152,6 +155,7 @@ class _PeerRun:
         self.error: str | None = None
 
     def run(self, remote: str | None, wait_for: threading.Event | None) -> None:
+        """Thread body: connect to `remote` once `wait_for` is set (None: wait to be called)."""
         loop = EventLoop()
         try:
             self._run(loop, remote, wait_for)
@@ -168,6 +172,7 @@ class _PeerRun:
         peer = self.peer = Peer(loop, self.peer_id, s.signal, stun=s.stun, stun_alt=s.stun_alt,
                                 session_config=self.config,
                                 on_state=lambda c: self.states.append(c.new.name))
+        self.attach(peer)
         deadline = time.monotonic() + self.timeout
         loop.run_until(lambda: peer.registered, self.timeout)
         self.registered.set()
@@ -180,10 +185,42 @@ class _PeerRun:
             raise LabError(f"no path: session ended in {peer.state.name}")
         self.path = peer.session.path_kind
         self.time_to_connect = peer.time_to_connect
+        self.exchange(loop, peer, deadline)
+
+    def attach(self, peer: Peer) -> None:
+        """Called once the peer exists, before it registers (e.g. to wrap it in a chat)."""
+
+    def exchange(self, loop: EventLoop, peer: Peer, deadline: float) -> None:
+        """What the peers do over the path, until `deadline` (monotonic): one hello each."""
         peer.send_record(f"hello from {self.peer_id}".encode())
         # The other side may leave (BYE) before its last ACK reaches us: left counts as done.
         loop.run_until(lambda: peer.records_received >= 1
                        and (peer.all_acknowledged or peer.finished), deadline - time.monotonic())
+
+
+def run_pair(lab: NatLab, a: PeerRun, b: PeerRun, *,
+             while_running: Callable[[], object] | None = None) -> None:
+    """Run `b` in peer-b and `a` in peer-a, `a` connecting to `b` once `b` has registered;
+    `while_running()` runs in this thread meanwhile (e.g. to cut the path). Returns when
+    both are done (each is bounded by its own timeout)."""
+    threads = [lab.thread("peer-b", b.run, None, None, name="peer-b"),
+               lab.thread("peer-a", a.run, b.peer_id, b.registered, name="peer-a")]
+    for thread in threads:
+        thread.start()
+    try:
+        if while_running is not None:
+            while_running()
+    finally:
+        for thread in threads:
+            thread.join(max(a.timeout, b.timeout) + 10.0)
+
+
+def cell_path(a: str | None, b: str | None) -> str | None:
+    """The cell's path from each side's: the one both saw, "direct/relay" (a's / b's) when
+    each side got a path of another kind, None when either side got none."""
+    if a is None or b is None:
+        return None
+    return a if a == b else f"{a}/{b}"
 
 
 def run_cell(lab: NatLab, services: LabServices, nat_a: str, nat_b: str, *,
@@ -193,20 +230,15 @@ def run_cell(lab: NatLab, services: LabServices, nat_a: str, nat_b: str, *,
     lab.set_nat("b", nat_b)
     lab.flush_conntrack()  # no mapping or permission left over from the previous cell
     config = config or SessionConfig()
-    a = _PeerRun(lab, "peer-a", "a", services, config, timeout)
-    b = _PeerRun(lab, "peer-b", "b", services, config, timeout)
-    threads = [lab.thread("peer-b", b.run, None, None, name="peer-b"),
-               lab.thread("peer-a", a.run, "b", b.registered, name="peer-a")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout + 10.0)
-    cell = Cell(nat_a, nat_b, expected_path(nat_a, nat_b), states_a=a.states, states_b=b.states)
-    cell.error = a.error or b.error
-    cell.connected = cell.error is None and a.path is not None and b.path is not None
-    cell.path = a.path if a.path == b.path else f"{a.path}/{b.path}"
-    cell.time_to_connect = a.time_to_connect
-    return cell
+    a = PeerRun("a", services, config, timeout)
+    b = PeerRun("b", services, config, timeout)
+    run_pair(lab, a, b)
+    error = a.error or b.error
+    path = cell_path(a.path, b.path)
+    return Cell(nat_a, nat_b, expected_path(nat_a, nat_b),
+                connected=error is None and path is not None, path=path,
+                time_to_connect=a.time_to_connect, states_a=a.states, states_b=b.states,
+                error=error)
 
 
 def run_matrix(nat_types: tuple[str, ...] = NAT_TYPES, *, config: SessionConfig | None = None,

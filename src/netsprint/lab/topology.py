@@ -1,9 +1,10 @@
 """The NAT lab's topology: five network namespaces, veths, a bridge, routes, nft tables.
 
 `NatLab` builds (`up`), reconfigures (`set_nat`, `set_loss`, `cut_direct`,
-`flush_conntrack`) and removes (`down`) one lab; `netns_argv`, `socket_in_netns` and
-`thread_in_netns` are the ways to act inside a namespace (a child process through
-`ip netns exec`, a socket made by a thread that entered it, or a whole thread living there).
+`flush_conntrack`) and removes (`down`) one lab; `netns_argv`, `call_in_netns`
+(`socket_in_netns`) and `thread_in_netns` are the ways to act inside a namespace (a child
+process through `ip netns exec`, one call made by a thread that entered it, e.g. creating a
+socket, or a whole thread living there).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from netsprint.errors import CapabilityError
 from netsprint.lab import LabError
@@ -32,6 +34,8 @@ from netsprint.lab.nat_types import (Router, check_nat_type, cut_script, loss_sc
 # linux/sched.h: the flag that makes setns(2) switch only the network namespace.
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"  # where `ip netns add` bind-mounts each named namespace
+
+T = TypeVar("T")
 
 
 def netns_argv(netns: str | None, argv: list[str]) -> list[str]:
@@ -43,46 +47,58 @@ def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
                     kind: int = socket.SOCK_DGRAM, proto: int = 0) -> socket.socket:
     """A socket that lives in `netns` although this process does not.
 
-    A socket belongs to the namespace its creator was in when it was made, and setns(2)
-    with CLONE_NEWNET moves only the calling thread; so a short-lived thread enters the
-    namespace, makes the socket and ends, and the rest of the process never moves.
+    A socket belongs to the namespace its creator was in when it was made: so it is made
+    by a short-lived thread that entered the namespace (`call_in_netns`).
     """
     if netns is None:
         return socket.socket(family, kind, proto)
-    result: dict[str, object] = {}
+    return call_in_netns(netns, socket.socket, family, kind, proto)
 
-    def enter_and_create() -> None:
+
+def call_in_netns(netns: str, function: Callable[..., T], *args: object) -> T:
+    """`function(*args)` run by a short-lived thread that entered `netns`: its result, or
+    the exception it (or entering the namespace) raised, re-raised here."""
+    path = _netns_path(netns)
+    outcome: dict[str, object] = {}
+
+    def enter_and_call() -> None:
         try:
-            _setns(os.path.join(NETNS_DIR, netns))
-            result["sock"] = socket.socket(family, kind, proto)
-        except OSError as exc:
-            result["error"] = exc
+            outcome["value"] = _enter_and_run(path, function, args)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            outcome["error"] = exc
 
-    worker = threading.Thread(target=enter_and_create, name=f"setns-{netns}")
+    worker = threading.Thread(target=enter_and_call, name=f"setns-{netns}")
     worker.start()
     worker.join()
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result["sock"]  # type: ignore[return-value]
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
 
 
 def thread_in_netns(netns: str, target: Callable[..., object], *args: object,
                     name: str | None = None) -> threading.Thread:
     """A thread (not started) that enters `netns` first and then runs `target(*args)`.
 
-    setns(2) with CLONE_NEWNET moves only the calling thread, so everything the thread
-    creates (sockets, a whole event loop) lives in `netns` while the rest of the process
-    stays where it is. The namespace path is checked here, before the thread starts.
+    Everything the thread creates (sockets, a whole event loop) lives in `netns` while the
+    rest of the process stays where it is. The namespace path is checked here, before the
+    thread starts.
     """
-    path = os.path.join(NETNS_DIR, netns)
-    if not os.path.exists(path):
-        raise LabError(f"no network namespace {netns!r} ({path} is missing)")
+    return threading.Thread(target=_enter_and_run, args=(_netns_path(netns), target, args),
+                            name=name or f"netns-{netns}")
 
-    def enter_and_run() -> None:
-        _setns(path)
-        target(*args)
 
-    return threading.Thread(target=enter_and_run, name=name or f"netns-{netns}")
+def _netns_path(netns: str) -> str:
+    """The bind mount `ip netns add` made for `netns`; a LabError when there is none."""
+    if not netns_exists(netns):
+        raise LabError(f"no network namespace {netns!r} ({NETNS_DIR}/{netns} is missing)")
+    return os.path.join(NETNS_DIR, netns)
+
+
+def _enter_and_run(path: str, target: Callable[..., T], args: tuple) -> T:
+    """setns(2) with CLONE_NEWNET moves only the calling thread: so this is always called
+    by a thread of its own, and the rest of the process never moves."""
+    _setns(path)
+    return target(*args)
 
 
 def _setns(path: str) -> None:
