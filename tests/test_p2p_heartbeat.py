@@ -57,34 +57,44 @@ def connected_session(clock: FakeClock, config: SessionConfig = SessionConfig())
     return session
 
 
-def keepalive_times(timeline) -> list[int]:
-    return [ms(t) for t, a in timeline if isinstance(a, SendDatagram)
+def keepalives(timeline) -> list[tuple[float, SendDatagram]]:
+    return [(t, a) for t, a in timeline if isinstance(a, SendDatagram)
             and decoded(a).type is packet.PacketType.KEEPALIVE]
+
+
+def keepalive_times(timeline) -> list[int]:
+    return [ms(t) for t, _ in keepalives(timeline)]
+
+
+def drive_with_traffic(session, clock: FakeClock, times, until: float, traffic) -> list:
+    """Drive `session` up to each of `times`, where `traffic(t)` happens and returns its
+    actions; then on to `until`. The whole timeline: [(time, action), ...]."""
+    timeline = []
+    for t in times:
+        timeline += drive(session, t, clock)
+        clock.set(t)
+        timeline += [(t, a) for a in traffic(t)]
+    return timeline + drive(session, until, clock)
 
 
 def test_session_keepalives_then_path_dead_at_three_seconds():
     clock = FakeClock()
     session = connected_session(clock)
     timeline = drive(session, 10.0, clock, stop=lambda s: s.state is not State.CONNECTED)
-    assert keepalive_times(timeline) == [1100, 2100]
+    sent = keepalives(timeline)
+    assert [ms(t) for t, _ in sent] == [1100, 2100]
+    assert [a.addr for _, a in sent] == [PEER, PEER]
+    assert [packet.u32(decoded(a).body) for _, a in sent] == [1, 2]
     dead = [(ms(t), a.old, a.new) for t, a in timeline if isinstance(a, StateChanged)]
     assert dead == [(3100, State.CONNECTED, State.PROBING)]
-    assert all(a.addr == PEER for _, a in timeline if isinstance(a, SendDatagram)
-               and decoded(a).type is packet.PacketType.KEEPALIVE)
-    seqs = [packet.u32(decoded(a).body) for _, a in timeline if isinstance(a, SendDatagram)
-            and decoded(a).type is packet.PacketType.KEEPALIVE]
-    assert seqs == [1, 2]
 
 
 def test_received_traffic_keeps_the_path_alive():
     clock = FakeClock()
     session = connected_session(clock)
-    timeline = []
-    for t in (0.6, 1.6, 2.6, 3.6, 4.6):
-        timeline += drive(session, t, clock)
-        clock.set(t)
-        session.datagram_received(packet.keepalive(session.session_id, 1), PEER, t)
-    timeline += drive(session, 5.0, clock)
+    heard = packet.keepalive(session.session_id, 1)
+    timeline = drive_with_traffic(session, clock, (0.6, 1.6, 2.6, 3.6, 4.6), 5.0,
+                                  lambda t: session.datagram_received(heard, PEER, t))
     assert session.state is State.CONNECTED
     assert keepalive_times(timeline) == [1100, 2100, 3100, 4100]
 
@@ -92,13 +102,10 @@ def test_received_traffic_keeps_the_path_alive():
 def test_data_traffic_suppresses_keepalives():
     clock = FakeClock()
     session = connected_session(clock)
-    timeline = []
-    for t in (0.5, 1.0, 1.5, 2.0, 2.5):
-        timeline += drive(session, t, clock)
-        clock.set(t)
-        timeline += [(t, a) for a in session.send(b"chunk", t)]
-        session.datagram_received(packet.data(session.session_id, b"ack"), PEER, t)
-    timeline += drive(session, 4.0, clock)
+    ack = packet.data(session.session_id, b"ack")
+    timeline = drive_with_traffic(
+        session, clock, (0.5, 1.0, 1.5, 2.0, 2.5), 4.0,
+        lambda t: session.send(b"chunk", t) + session.datagram_received(ack, PEER, t))
     assert keepalive_times(timeline) == [3500]  # 1.0 s after the last data at 2.5 s
     assert session.stats["data_sent"] == 5 and session.stats["keepalives_sent"] == 1
 

@@ -11,10 +11,12 @@ import threading
 
 import pytest
 
+from netsprint.p2p.command import split_lines
 from netsprint.p2p.conversation import Conversation
 from netsprint.p2p.gather import gather
 from netsprint.p2p.peer import Peer
 from netsprint.p2p.relay import RelayLimits
+from netsprint.p2p.transfer import TransferError
 from netsprint.reactor.loop import EventLoop
 from netsprint.signaling.server import serving_in_thread
 from netsprint.stun.server import serving_in_thread as stun_serving
@@ -42,7 +44,7 @@ def test_gathering_on_loopback_offers_the_host_candidate_once():
 def test_gathering_without_stun_routes_towards_the_signaling_server():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("0.0.0.0", 0))
-        found = gather(sock, None, towards="127.0.0.1")
+        found = gather(sock, None, towards=("127.0.0.1", 7000))
     assert found.candidates[0].ip == "127.0.0.1"  # never a public interface address
     with pytest.raises(ValueError, match="STUN server or an address"):
         gather(sock, None)
@@ -107,11 +109,44 @@ def test_a_malformed_segment_is_dropped_and_the_stream_goes_on(signal_server):
         loop.close()
 
 
+def test_stdin_lines_survive_reads_that_stop_anywhere():
+    lines, rest = split_lines(b"", b"hel")
+    assert (lines, rest) == ([], b"hel")
+    lines, rest = split_lines(rest, b"lo\r\n/send a b\n\xc3")  # CRLF; half of an "é"
+    assert (lines, rest) == (["hello", "/send a b"], b"\xc3")
+    lines, rest = split_lines(rest, b"\xa9t\xc3\xa9\nlast")
+    assert (lines, rest) == (["été"], b"last")
+    assert split_lines(rest, b"") == (["last"], b"")  # the end: an unterminated line counts
+
+
+def test_a_record_stream_that_fails_ends_alone(signal_server):
+    def changing_file():
+        yield b"offer"
+        raise TransferError("changed while being sent")
+
+    loop = EventLoop()
+    peer = Peer(loop, "solo", ("127.0.0.1", signal_server.port))
+    try:
+        peer.connect("nobody")  # gives the peer a channel
+        free = peer.channel.writable_bytes()
+        peer.send_records(changing_file())  # does not raise: the stream ends there
+        peer.send_record(b"next")           # ... and later records still go
+        assert free - peer.channel.writable_bytes() == len(b"offer") + len(b"next") + 2 * 4
+        assert not peer._sources and not peer._outbox
+    finally:
+        peer.close()
+        loop.close()
+
+
 def test_cli_peers_chat_and_send_a_file(tmp_path):
     blob = tmp_path / "blob.bin"
     blob.write_bytes(os.urandom(300_000))
     received = tmp_path / "recv"
     received.mkdir()
+    # alice's stdin is a regular file (epoll refuses it: read whole), its last line
+    # unterminated; bob's is a pipe (watched by the loop).
+    alice_says = tmp_path / "alice.txt"
+    alice_says.write_text("hello bob\nhow are you?")
     with serving_in_thread("127.0.0.1", 0, relay_limits=RelayLimits()) as server:
         signal = f"127.0.0.1:{server.port}"
         cli = [sys.executable, "-m", "netsprint", "peer", "--signal", signal]
@@ -121,15 +156,16 @@ def test_cli_peers_chat_and_send_a_file(tmp_path):
         try:
             bob.stdin.write("hello alice\n")  # said once the path is up
             bob.stdin.flush()
-            alice = subprocess.run([*cli, "--id", "alice", "--connect", "bob", "--send",
-                                    str(blob)], input="hello bob\n", capture_output=True,
-                                   text=True, timeout=60)
-            bob_out, bob_err = bob.communicate(timeout=60)
+            with alice_says.open() as stdin:
+                alice = subprocess.run([*cli, "--id", "alice", "--connect", "bob", "--send",
+                                        str(blob)], stdin=stdin, capture_output=True,
+                                       text=True, timeout=30)
+            assert alice.returncode == 0, alice.stderr
+            bob_out, bob_err = bob.communicate(timeout=15)  # alice's BYE ends bob too
         finally:
             if bob.poll() is None:
                 bob.kill()
                 bob.wait()
-    assert alice.returncode == 0, alice.stderr
     assert bob.returncode == 0, bob_err
-    assert "<alice> hello bob" in bob_out
+    assert "<alice> hello bob\n<alice> how are you?" in bob_out
     assert (received / "blob.bin").read_bytes() == blob.read_bytes()

@@ -89,6 +89,15 @@ def test_acks_match_only_our_txids_and_stop_forgets_them():
     assert puncher.acked(txid) is None and puncher.next_deadline() is None
 
 
+def test_probes_sent_counts_the_current_attempt_only():
+    puncher = Puncher(PunchConfig(), SESSION, random.Random(5))
+    targets = [(("192.0.2.9", 9000), 0), (("192.0.2.10", 9000), 0)]
+    first = puncher.start(0.0, targets) + puncher.poll(0.05)
+    assert len(first) == puncher.probes_sent == 4
+    again = puncher.start(1.0, targets[:1])
+    assert len(again) == puncher.probes_sent == 1
+
+
 def test_a_triggered_check_goes_out_at_once_and_joins_the_rounds():
     puncher = Puncher(PunchConfig(), SESSION, random.Random(3))
     puncher.start(0.0, [(("192.0.2.9", 9000), 0)])

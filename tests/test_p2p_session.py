@@ -93,6 +93,20 @@ def test_birthday_mode_makes_symmetric_to_port_restricted_direct(nat_a, nat_b):
     assert direct >= 18
 
 
+def test_a_birthday_path_that_dies_is_repunched_from_open_sockets_only():
+    # Several spray probes hit extra sockets; only the path's socket stays open. Sim.send
+    # fails on a datagram from a closed socket.
+    for seed in range(5):
+        sim = Sim("symmetric", "port-restricted", config=BIRTHDAY, seed=seed,
+                  nat_ports=(1024, 4095)).start()
+        sim.run_until_settled()
+        assert sim.a.session.state is State.CONNECTED
+        sim.cut_direct = True
+        sim.run(sim.clock.now() + 10.0, stop=lambda: sim.a.session.state
+                is sim.b.session.state is State.RELAYED)
+        assert sim.a.session.state is sim.b.session.state is State.RELAYED, seed
+
+
 def test_without_birthday_the_same_trials_are_relayed():
     plain = SessionConfig(punch=PunchConfig(birthday=False))
     for seed in range(5):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from test_p2p_channel import delivered, make_sim
 
 from netsprint.p2p.channel import ChannelConfig
 from netsprint.p2p.chat import ChatLine, chat_record, decode_record
+from netsprint.p2p.conversation import Conversation
 from netsprint.p2p.transfer import (DEFAULT_CHUNK_BYTES, FileChunk, FileEnd, FileOffer,
                                     FileReceiver, FileSender, RecordError, TransferError,
                                     chunk_record, end_record, offer_record, safe_name)
@@ -194,6 +196,21 @@ def test_a_file_that_changes_while_sent_is_caught(tmp_path):
         log.write(b"b" * 5)
     with pytest.raises(TransferError, match="changed"):
         list(records)
+
+
+def test_a_file_given_up_by_its_sender_leaves_no_part_file(tmp_path):
+    # The sender's records stop without an end (the file changed while being sent) and
+    # the next file's offer follows on the same stream.
+    chat = Conversation(SimpleNamespace(), receive_dir=tmp_path)  # only records are fed
+    first, second = FileSender("first", bytes(3000)), FileSender("second", b"whole")
+    for record in list(first.records())[:2]:  # the offer and one chunk
+        chat.record_received(record)
+    assert len(leftovers(tmp_path)) == 1  # first's hidden .part file
+    for record in second.records():
+        chat.record_received(record)
+    assert leftovers(tmp_path) == ["second"]
+    assert [f.name for f in chat.files] == ["second"]
+    assert len(chat.errors) == 1 and "first" in chat.errors[0]
 
 
 # -- the record codec ------------------------------------------------------------------------

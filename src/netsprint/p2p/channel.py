@@ -218,7 +218,7 @@ class ReliableChannel:
 
     # -- the application side ----------------------------------------------------------------
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray) -> int:
         """Queue bytes for sending; returns how many were accepted (the send buffer is
         bounded: the rest is the caller's to offer again later)."""
         accepted = min(len(data), self.writable_bytes())
@@ -358,11 +358,14 @@ class ReliableChannel:
         self._rcv_nxt += 1
 
     def _sack_bitmap(self) -> int:
+        # Built for every segment sent: at most SACK_BITS lookups, none without a hole.
+        if not self._out_of_order:
+            return 0
         bitmap = 0
         first = self._rcv_nxt + 1
-        for seq in self._out_of_order:
-            if first <= seq < first + SACK_BITS:
-                bitmap |= 1 << (seq - first)
+        for bit in range(SACK_BITS):
+            if first + bit in self._out_of_order:
+                bitmap |= 1 << bit
         return bitmap
 
     # -- receiving acknowledgements --------------------------------------------------------
@@ -458,12 +461,22 @@ class ReliableChannel:
         self._delivered_tx = orders[-DUP_THRESHOLD:]
 
     def _detect_losses(self) -> None:
-        """A segment is lost once DUP_THRESHOLD segments sent after it have arrived."""
+        """A segment is lost once DUP_THRESHOLD segments sent after it have arrived.
+
+        Runs on every ACK that delivers something, so it stops early: segments are first
+        sent in seq order and a resend only raises tx_order, so once a segment sent just
+        once is at or past the threshold, every later one is too. Without loss that is
+        the first unacknowledged segment."""
         if len(self._delivered_tx) < DUP_THRESHOLD:
             return
         threshold = self._delivered_tx[0]
-        found = [sent for sent in self._sent.values()
-                 if not sent.sacked and not sent.lost and sent.tx_order < threshold]
+        found = []
+        for sent in self._sent.values():
+            if sent.tx_order >= threshold:
+                if not sent.retransmitted:
+                    break
+            elif not sent.sacked and not sent.lost:
+                found.append(sent)
         if not found:
             return
         self._enter_fast_recovery()

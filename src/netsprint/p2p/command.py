@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 from pathlib import Path
 
@@ -21,11 +20,12 @@ from netsprint.config import load_config
 from netsprint.errors import NetsprintError
 from netsprint.log import setup_logging_from
 from netsprint.p2p.conversation import Conversation, ReceivedFile
-from netsprint.p2p.peer import Peer
-from netsprint.p2p.session import StateChanged
+from netsprint.p2p.peer import PATH_UP, Peer
+from netsprint.p2p.session import State, StateChanged
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.poller import READABLE
 from netsprint.reactor.signals import StopOnSignals
+from netsprint.reactor.timers import Timer
 from netsprint.stun.client import parse_address
 
 
@@ -35,6 +35,15 @@ CONNECT_RETRY_INTERVAL = 0.5  # asking again for a peer that is not registered y
 
 class PeerArgumentError(NetsprintError, ValueError):
     """A `netsprint peer` argument that cannot work."""
+
+
+def split_lines(partial: bytes, data: bytes) -> tuple[list[str], bytes]:
+    """The lines `partial + data` completes, and the unfinished rest: a read from a pipe
+    or a file may stop anywhere, even inside a UTF-8 character. `data == b""` is the end
+    of input, where an unfinished last line counts as a line."""
+    lines = (partial + data).split(b"\n")
+    rest = lines.pop() if data else b""
+    return [line.decode(errors="replace").rstrip("\r") for line in lines], rest
 
 
 class _Cli:
@@ -47,7 +56,8 @@ class _Cli:
         self.args = args
         self.err = Console(stderr=True)
         self.stdin_done = False
-        self.retrying = False
+        self.stdin_partial = b""  # a line not yet ended: a read may stop mid-line
+        self.reconnect_timer: Timer | None = None  # set while waiting to ask again
         self.announced_wait = False
         self.connect_deadline = loop.time() + args.timeout
         self.progress = Progress("[progress.description]{task.description}", BarColumn(),
@@ -55,7 +65,9 @@ class _Cli:
                                  transient=False)
         self.sending: dict[object, int] = {}    # FileSender -> progress task
         self.receiving: dict[object, int] = {}  # FileReceiver -> progress task
-        self.waiting_lines: list[str] = []      # typed before the path was up
+        # Typed (or given with --send) before the path was up: a session that fails
+        # takes its channel with it, so nothing is queued until one works.
+        self.waiting_lines = [f"/send {path}" for path in args.send]
         stun_alt = parse_address(args.stun_alt) if args.stun_alt else None
         self.peer = Peer(loop, args.id, parse_address(args.signal),
                          stun=parse_address(args.stun) if args.stun else None, stun_alt=stun_alt,
@@ -68,12 +80,9 @@ class _Cli:
 
     def state_changed(self, change: StateChanged) -> None:
         # The session logs every transition with its reason; here only what follows from it.
-        if change.new.name == "FAILED" and self.remote_offline():
+        if change.new is State.FAILED and self.remote_offline():
             self.retry_connect()
-        if change.new.name in ("CONNECTED", "RELAYED"):
-            for path in self.args.send:
-                self.send_file(path)
-            self.args.send = []
+        if change.new in PATH_UP:
             lines, self.waiting_lines = self.waiting_lines, []
             for line in lines:
                 self.command(line)
@@ -91,12 +100,11 @@ class _Cli:
         if not self.announced_wait:
             self.announced_wait = True
             self.err.print(f"waiting for {self.args.connect} to come online...")
-        self.retrying = True
         self.peer.signal_error = None
-        self.loop.call_later(CONNECT_RETRY_INTERVAL, self.reconnect)
+        self.reconnect_timer = self.loop.call_later(CONNECT_RETRY_INTERVAL, self.reconnect)
 
     def reconnect(self) -> None:
-        self.retrying = False
+        self.reconnect_timer = None
         self.peer.connect(self.args.connect)
 
     def line_received(self, text: str) -> None:
@@ -120,48 +128,46 @@ class _Cli:
             self.stdin_done = True
             return
         fd = sys.stdin.fileno()
-        if stat.S_ISREG(os.fstat(fd).st_mode) or stat.S_ISCHR(os.fstat(fd).st_mode) \
-                and not os.isatty(fd):
-            # epoll refuses regular files and /dev/null (EPERM): they are always readable,
-            # so read them whole now; the lines wait for the path.
+        try:
+            self.loop.register(fd, READABLE, self.stdin_readable)  # a pipe or a terminal
+        except PermissionError:
+            # epoll(7) refuses regular files and /dev/null (EPERM): they are always
+            # readable, so read them whole now; the lines wait for the path.
             while self.read_stdin(fd):
                 pass
-            return
-        self.loop.register(fd, READABLE, self.stdin_readable)
 
     def stdin_readable(self, fd: int, events: int) -> None:
         if not self.read_stdin(fd):
             self.loop.unregister(fd)
 
     def read_stdin(self, fd: int) -> bool:
-        """Handle what stdin has; False at its end."""
+        """Handle the lines stdin has completed; False at its end."""
         data = os.read(fd, 65536)
+        lines, self.stdin_partial = split_lines(self.stdin_partial, data)
+        for line in lines:
+            self.command(line)
         if not data:
             self.stdin_done = True
-            return False
-        for line in data.decode(errors="replace").splitlines():
-            self.command(line)
-        return True
+        return bool(data)
 
     def command(self, line: str) -> None:
-        if line.startswith("/send ") and not self.peer.path_up:
-            self.waiting_lines.append(line)
-        elif line.startswith("/send "):
-            self.send_file(line[6:].strip())
-        elif line.strip() == "/quit":
+        if line.strip() == "/quit":
             self.stdin_done = True
             self.peer.close()
-        elif line.strip():
-            if not self.peer.path_up:
-                self.waiting_lines.append(line)  # said once the path is up
-                return
+        elif not line.strip():
+            return
+        elif not self.peer.path_up:
+            self.waiting_lines.append(line)  # carried out once the path is up
+        elif line.startswith("/send "):
+            self.send_file(line[6:].strip())
+        else:
             self.chat.say(line)
 
     # -- the loop -------------------------------------------------------------------------
 
     def finished(self) -> bool:
-        self.update_progress()
-        if self.retrying:
+        """The exit rule: the session ended, or stdin did and all our work is done."""
+        if self.reconnect_timer is not None:
             return False
         if self.peer.finished:
             return True
@@ -171,6 +177,7 @@ class _Cli:
                 and len(self.chat.files) >= self.args.wait_files)
 
     def check_finished(self) -> None:
+        self.update_progress()
         if self.finished():
             self.loop.stop()
         else:
@@ -200,7 +207,7 @@ class _Cli:
             self.loop.run_forever()
         self.peer.close()
         state = self.peer.state
-        return 0 if state is not None and state.name != "FAILED" else 1
+        return 0 if state not in (None, State.FAILED) else 1
 
 
 def run_peer(args: argparse.Namespace) -> int:

@@ -47,7 +47,6 @@ class Conversation:
         self.files: list[ReceivedFile] = []
         self.errors: list[str] = []
         self.incoming: FileReceiver | None = None
-        self.outgoing: list[FileSender] = []
         peer.on_record = self.record_received
 
     # -- sending ----------------------------------------------------------------------------
@@ -62,7 +61,6 @@ class Conversation:
                 raise ValueError("sending bytes needs a name")
             name = Path(source).name
         sender = FileSender(name, source)
-        self.outgoing.append(sender)
         self.peer.send_records(sender.records())
         return sender
 
@@ -83,6 +81,13 @@ class Conversation:
 
     def _file_record(self, record: FileOffer | FileChunk | FileEnd) -> None:
         if isinstance(record, FileOffer) or self.incoming is None:
+            if self.incoming is not None:
+                # The sender gave up on that file (e.g. it changed while being sent) and
+                # offers the next one: the unfinished one must not leave its .part behind.
+                reason = f"{self.incoming.offer.name}: a new offer came before its end"
+                self.incoming.abandon(reason)
+                self.errors.append(reason)
+                log.warning("file abandoned: %s", reason)
             self.incoming = FileReceiver(self.receive_dir)
         receiver = self.incoming
         try:
@@ -97,7 +102,3 @@ class Conversation:
                                     receiver.data if self.receive_dir is None else None)
             self.files.append(received)
             self.on_file(received)
-
-    @property
-    def receiving_progress(self) -> float | None:
-        return self.incoming.progress if self.incoming is not None else None

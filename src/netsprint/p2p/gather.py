@@ -15,13 +15,14 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from netsprint.reactor.addresses import short_addr
 from netsprint.signaling.protocol import CandidateAddr
 from netsprint.stun.client import BindingResult, binding_request
+from netsprint.stun.nat import (ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT,
+                                local_ip_towards)
 
 log = logging.getLogger(__name__)
 
-EIM = "endpoint-independent"
-EDM = "address-and-port-dependent"
 GATHER_TIMEOUT = 1.0  # per STUN server; a lab or LAN answers in milliseconds
 GATHER_RTO = 0.1      # first retransmission; RFC 8489's 0.5 s is for unknown paths
 
@@ -35,20 +36,11 @@ class Gathered:
     mapping: str | None = None
 
 
-def source_ip_towards(ip: str) -> str:
-    """The local address the kernel would send from towards `ip`: connect(2) on a UDP
-    socket picks the route and source address without sending anything."""
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        probe.connect((ip, 9))
-        return probe.getsockname()[0]
-
-
-def host_candidate(sock: socket.socket, towards: str) -> CandidateAddr:
+def host_candidate(sock: socket.socket, towards: tuple[str, int]) -> CandidateAddr:
+    """The socket's own address; for a wildcard bind, the source address of the route
+    `towards` that address."""
     ip, port = sock.getsockname()[:2]
-    if ip in ("0.0.0.0", "::"):
-        ip = source_ip_towards(towards)
-    return CandidateAddr(ip, port, "host")
+    return CandidateAddr(local_ip_towards(towards, ip), port, "host")
 
 
 def _mapped(result: BindingResult | None) -> tuple[str, int] | None:
@@ -58,16 +50,17 @@ def _mapped(result: BindingResult | None) -> tuple[str, int] | None:
 
 
 def gather(sock: socket.socket, stun: tuple[str, int] | None,
-           stun_alt: tuple[str, int] | None = None, *, towards: str | None = None,
+           stun_alt: tuple[str, int] | None = None, *,
+           towards: tuple[str, int] | None = None,
            timeout: float = GATHER_TIMEOUT) -> Gathered:
     """Host candidate, srflx candidate from `stun`, mapping behaviour from `stun_alt`.
 
     The host candidate of a wildcard-bound socket is the source address of the route
-    `towards` the other servers (default: the STUN server), e.g. 127.0.0.1 for a signaling
+    `towards` an (IP, port) (default: the STUN server), e.g. 127.0.0.1 towards a signaling
     server on loopback. Blocking (a few milliseconds on a lab or LAN, `timeout` at worst per
     server): call it before the socket joins a loop. No answer is not an error: the peer then
     offers its host candidate only and relies on the relay."""
-    towards = towards or (stun[0] if stun else None)
+    towards = towards or stun
     if towards is None:
         raise ValueError("gather() needs a STUN server or an address to route towards")
     host = host_candidate(sock, towards)
@@ -75,7 +68,8 @@ def gather(sock: socket.socket, stun: tuple[str, int] | None,
         return Gathered((host,))
     first = _mapped(binding_request(stun, sock=sock, timeout=timeout, rto=GATHER_RTO))
     if first is None:
-        log.warning("no STUN answer from %s:%d: offering the host candidate only", *stun)
+        log.warning("no STUN answer from %s: offering the host candidate only",
+                    short_addr(stun))
         return Gathered((host,))
     candidates = [host]
     if first != (host.ip, host.port):
@@ -84,5 +78,5 @@ def gather(sock: socket.socket, stun: tuple[str, int] | None,
     if stun_alt is not None:
         second = _mapped(binding_request(stun_alt, sock=sock, timeout=timeout, rto=GATHER_RTO))
         if second is not None:
-            mapping = EIM if second == first else EDM
+            mapping = ENDPOINT_INDEPENDENT if second == first else ADDRESS_AND_PORT_DEPENDENT
     return Gathered(tuple(candidates), mapping)

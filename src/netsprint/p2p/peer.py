@@ -8,20 +8,21 @@ on the stream as 4-byte length frames, the week-2 framing.
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections import deque
 from typing import Any, Callable, Iterator
 
-from netsprint.errors import DecodeError
+from netsprint.errors import DecodeError, NetsprintError
 from netsprint.log import connection_logger
 from netsprint.p2p.channel import ChannelConfig, ReliableChannel
 from netsprint.p2p.gather import Gathered, gather
 from netsprint.p2p.session import (CloseSockets, Deliver, OpenSockets, PeerSession,
                                    SendDatagram, SendSignal, SessionConfig, State,
                                    StateChanged)
+from netsprint.reactor.addresses import resolve
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.protocols import DatagramProtocol
+from netsprint.reactor.timers import Timer
 from netsprint.reactor.udp import UdpSocket
 from netsprint.signaling import protocol as sp
 from netsprint.signaling.client import SignalingClient
@@ -29,9 +30,6 @@ from netsprint.signaling.framing import FrameDecoder, encode_frame
 
 PATH_UP = (State.CONNECTED, State.RELAYED)
 FINISHED = (State.FAILED, State.CLOSED)
-# How much framed record data waits outside the channel: enough to keep a window full,
-# small enough that a file is read as it is sent rather than all at once.
-OUTBOX_LOW_WATER_BYTES = 256 * 1024
 # A full window (128 segments of ~1.2 KB) may arrive in one burst while the loop is busy;
 # the kernel drops what the receive buffer cannot hold (capped at net.core.rmem_max).
 RECV_BUFFER_BYTES = 1024 * 1024
@@ -86,19 +84,20 @@ class Peer:
         self._decoder = FrameDecoder()
         self._outbox = bytearray()
         self._sources: deque[Iterator[bytes]] = deque()
-        self._timer: Any = None
+        self._timer: Timer | None = None
         self._sockets: dict[int, UdpSocket] = {}
-        self._open_main_socket(bind, stun, stun_alt, towards=signal[0])
+        self._open_main_socket(bind, stun, stun_alt, towards=signal)
         self.signal = SignalingClient(loop, signal[0], signal[1], on_message=self._on_signal,
                                       on_close=self._on_signal_closed)
         self.signal.register(peer_id)
 
     def _open_main_socket(self, bind: tuple[str, int], stun: tuple[str, int] | None,
-                          stun_alt: tuple[str, int] | None, *, towards: str) -> None:
-        sock = socket.socket(socket.AF_INET6 if ":" in bind[0] else socket.AF_INET,
-                             socket.SOCK_DGRAM)
+                          stun_alt: tuple[str, int] | None, *,
+                          towards: tuple[str, int]) -> None:
+        family, local_addr = resolve(bind[0], bind[1], socket.SOCK_DGRAM, passive=True)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            sock.bind(bind)
+            sock.bind(local_addr)
             self.gathered = gather(sock, stun, stun_alt, towards=None if stun else towards)
             self._sockets[0] = UdpSocket(self.loop, None, _SocketTap(self, 0), sock=sock,
                                          recv_buffer_bytes=RECV_BUFFER_BYTES)
@@ -144,7 +143,9 @@ class Peer:
 
     @property
     def all_acknowledged(self) -> bool:
-        """True when every queued record has reached the peer (acknowledged)."""
+        """True when every queued record has reached the peer (acknowledged); also before
+        anything was queued. Records in flight when a session fails or closes are never
+        acknowledged: wait for `all_acknowledged or finished`."""
         return (not self._outbox and not self._sources
                 and (self.channel is None or self.channel.idle()))
 
@@ -263,15 +264,30 @@ class Peer:
         self._arm_timer()
 
     def _fill_channel(self) -> None:
-        while self._sources and len(self._outbox) < OUTBOX_LOW_WATER_BYTES:
-            record = next(self._sources[0], None)
+        """Write framed records into the channel while its bounded send buffer has room.
+        Records of a stream are pulled only then, so a file is read as it is sent; the
+        outbox holds what the channel refused (records queued before a session exists,
+        or the tail of the last record that did not fit)."""
+        while True:
+            if self._outbox:
+                accepted = self.channel.write(self._outbox)
+                del self._outbox[:accepted]
+                if self._outbox:
+                    return  # the send buffer is full: acknowledgements will free it
+            if not self._sources:
+                return
+            try:
+                record = next(self._sources[0], None)
+            except (OSError, NetsprintError) as exc:
+                # A file that changed or vanished while being sent ends its stream here
+                # (the receiver drops the unfinished file at the next offer); an escaping
+                # exception would leave this pump half done and the timer unarmed.
+                self.log.warning("record stream abandoned: %s", exc)
+                record = None
             if record is None:
                 self._sources.popleft()
             else:
                 self._outbox += encode_frame(record)
-        if self._outbox:
-            accepted = self.channel.write(bytes(self._outbox))
-            del self._outbox[:accepted]
 
     def _deliver_records(self) -> None:
         data = self.channel.read()
@@ -286,7 +302,7 @@ class Peer:
                                  self.channel.next_deadline() if self.path_up else None)
                      if d is not None]
         when = min(deadlines) if deadlines else None
-        if self._timer is not None and getattr(self._timer, "when", None) == when:
+        if self._timer is not None and self._timer.when == when:
             return
         self._cancel_timer()
         if when is not None:

@@ -80,8 +80,7 @@ class Puncher:
         self.targets: list[Target] = []
         self.outstanding: dict[bytes, Target] = {}
         self.started_at: float | None = None
-        self.probes_sent = 0
-        self.rounds_sent = 0
+        self.probes_sent = 0  # in this attempt (the session counts across attempts)
         self._running = False
         self._next_round_at = math.inf
         self._interval = config.probe_interval
@@ -100,10 +99,10 @@ class Puncher:
         for target in targets:
             self._add(target)
         self.started_at = now
+        self.probes_sent = 0
         self._running = True
         self._interval = self.config.probe_interval
         self._next_round_at = now
-        self.rounds_sent = 0
         if spray_ip is not None:
             self._start_spray(spray_ip)
         return self.poll(now)
@@ -119,10 +118,6 @@ class Puncher:
         self._next_round_at = math.inf
         self._spray_ip = None
         self._spray_ports = []
-
-    @property
-    def running(self) -> bool:
-        return self._running
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -152,7 +147,7 @@ class Puncher:
         return self.started_at is not None and now >= self.started_at + self.config.punch_timeout
 
     def next_deadline(self) -> float | None:
-        if not self._running or self.started_at is None:
+        if not self._running:
             return None
         deadlines = [self._next_round_at, self.started_at + self.config.punch_timeout]
         if self._sprayed < len(self._spray_ports):
@@ -176,7 +171,6 @@ class Puncher:
         self._next_round_at = now + self._interval
         self._interval = min(self._interval * self.config.probe_backoff,
                              self.config.probe_interval_max)
-        self.rounds_sent += 1
         return [self._probe(target) for target in self.targets]
 
     def _start_spray(self, ip: str) -> None:
@@ -189,7 +183,7 @@ class Puncher:
 
     def _spray(self, now: float) -> list[SendDatagram]:
         """Spray probes are paced at birthday_rate: probe k is due at start + k / rate."""
-        if self._spray_ip is None or self.started_at is None:
+        if self._spray_ip is None:
             return []
         # + 1e-9: k / rate computed back from a float deadline may land a hair below k.
         due_by_time = math.floor((now - self.started_at) * self.config.birthday_rate + 1e-9) + 1

@@ -27,19 +27,17 @@ import random
 from dataclasses import dataclass, field
 from typing import Union
 
+from netsprint.log import connection_logger
 from netsprint.p2p import packet
 from netsprint.p2p.heartbeat import DEAD, KEEPALIVE, Heartbeat, HeartbeatConfig
 from netsprint.p2p.punch import Addr, PunchConfig, Puncher, SendDatagram, Target
 from netsprint.p2p.states import Event, State, StateChanged, StateMachine
 from netsprint.signaling import protocol as sig
 from netsprint.signaling.protocol import CandidateAddr, Message
+from netsprint.stun.nat import ENDPOINT_INDEPENDENT
 
 __all__ = ["SessionConfig", "PeerSession", "SendDatagram", "SendSignal", "Deliver",
-           "StateChanged", "OpenSockets", "CloseSockets", "Action", "State",
-           "MAPPING_INDEPENDENT", "MAPPING_DEPENDENT"]
-
-MAPPING_INDEPENDENT = "endpoint-independent"
-MAPPING_DEPENDENT = "address-and-port-dependent"
+           "StateChanged", "OpenSockets", "CloseSockets", "Action", "State"]
 
 STAT_KEYS = (
     # dropped inputs
@@ -116,11 +114,9 @@ class PeerSession:
             session_id = self._rng.randbytes(packet.SESSION_ID_BYTES)
         # A responder learns the id from the Offer; until then every datagram is a stray.
         self.session_id: bytes | None = session_id
-        self.log = log or logging.LoggerAdapter(logging.getLogger("netsprint.p2p"),
-                                                {"conn": f"{local_id}->{remote_id}"})
+        self.log = log or connection_logger("netsprint.p2p", f"{local_id}->{remote_id}")
         self._machine = StateMachine(now, self.log)
         self.transitions: list[StateChanged] = self._machine.history
-        self.started_at = now
         self.path: Addr | None = None
         self.path_kind: str | None = None  # "direct" | "relay"
         self.path_sock = 0
@@ -295,7 +291,9 @@ class PeerSession:
 
     def _triggered_check(self, addr: Addr, sock: int, now: float) -> list[Action]:
         """Probe a PROBE's source at once: for a symmetric peer that source is the only
-        address its NAT will let our answer through (RFC 8445 section 7.3.1.4)."""
+        address its NAT will let our answer through (RFC 8445 section 7.3.1.4). It is also
+        remembered for every later attempt; before probing starts it is only remembered,
+        and a source already on this attempt's schedule waits for its next round."""
         target = (addr, sock)
         if self.state not in (State.SIGNALING, State.PROBING, State.FALLBACK, State.RELAYED):
             return []
@@ -428,7 +426,8 @@ class PeerSession:
 
     def _punch(self, now: float, *, birthday: bool) -> list[Action]:
         """A fresh punching attempt at every remote candidate from socket 0, plus the
-        addresses PROBEs came from and (re-punch) the path that just died."""
+        addresses PROBEs came from, (re-punch) the path that just died and (birthday,
+        symmetric side) the peer's srflx from every extra socket."""
         targets: list[Target] = [((c.ip, c.port), 0) for c in self.remote_candidates
                                  if c.kind != "relay"]
         if self.path is not None and self.path_kind == "direct":
@@ -455,8 +454,8 @@ class PeerSession:
             return None
         if not any(c.kind == "srflx" for c in self.remote_candidates):
             return None
-        local_dependent = self.local_mapping != MAPPING_INDEPENDENT
-        remote_dependent = self.remote_mapping != MAPPING_INDEPENDENT
+        local_dependent = self.local_mapping != ENDPOINT_INDEPENDENT
+        remote_dependent = self.remote_mapping != ENDPOINT_INDEPENDENT
         if local_dependent and not remote_dependent:
             return "sockets"
         if remote_dependent and not local_dependent:
@@ -531,6 +530,8 @@ class PeerSession:
         if not self._extra_sockets_open:
             return []
         self._extra_sockets_open = False
+        # PROBEs that reached a socket being closed leave targets a re-punch cannot use.
+        self._learned_targets = [t for t in self._learned_targets if t[1] in (0, keep)]
         return [CloseSockets(keep=keep)]
 
     def _heard(self, now: float) -> None:

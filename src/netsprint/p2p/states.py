@@ -4,7 +4,7 @@
                           |                       |                       |
                   signaling_failed          punch_timeout             path_dead
                           v                       v                       v
-                       FAILED <--relay_failed-- FALLBACK <--path_dead-- (PROBING again)
+                       FAILED <--relay_failed-- FALLBACK <-punch_timeout- (PROBING again)
                                                   |   ^
                                         relay_bound   path_dead
                                                   v   |

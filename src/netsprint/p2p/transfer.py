@@ -168,8 +168,6 @@ class FileSender:
                                 f"bytes, offered {self.offer.size}")
         yield end_record()
 
-    __iter__ = records
-
     @property
     def progress(self) -> float:
         return self.sent_bytes / self.offer.size if self.offer.size else 1.0
@@ -250,6 +248,12 @@ class FileReceiver:
             self.failed = str(exc)
             self._discard()
             raise
+
+    def abandon(self, reason: str) -> None:
+        """Give up on an unfinished transfer: the partial file is removed."""
+        if not self.done and self.failed is None:
+            self.failed = reason
+            self._discard()
 
     def _on_offer(self, offer: FileOffer) -> None:
         if self.offer is not None:
