@@ -12,7 +12,7 @@ from labutil import assert_no_traces, require_lab
 from p2plab import exchange
 
 from netsprint.lab.matrix import (NEEDS_RELAY, birthday_trials, cell_path, expected_path,
-                                  lab_services, run_matrix)
+                                  lab_services, run_matrix, wait_until_no_peers)
 from netsprint.lab.nat_types import NAT_TYPES
 from netsprint.lab.topology import NatLab
 
@@ -38,6 +38,7 @@ def fresh(p2p_lab):
         lab.set_nat(side, "port-restricted")
         lab.set_loss(side, 0)
     lab.cut_direct(False)
+    wait_until_no_peers(services)
     lab.flush_conntrack()
     yield lab, services
     lab.cut_direct(False)

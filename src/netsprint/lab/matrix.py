@@ -69,11 +69,18 @@ class Cell:
         return {**asdict(self), "as_expected": self.as_expected}
 
 
+def _nobody() -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class LabServices:
     stun: tuple[str, int]
     stun_alt: tuple[str, int]
     signal: tuple[str, int]
+    # The peer ids the signaling server holds now (read from another thread: a snapshot).
+    registered_peers: Callable[[], list[str]] = field(default=_nobody, compare=False,
+                                                      repr=False)
 
 
 @contextlib.contextmanager
@@ -134,8 +141,9 @@ def lab_services(lab: NatLab, relay: RelayLimits | None = None) -> Iterator[LabS
     """STUN (RFC 5780, both addresses) and signaling + relay, in the lab's internet."""
     ips = lab.stun_addresses
     with loop_in_netns(lab, "internet", lambda loop: _Servers(loop, ips, relay or RelayLimits()),
-                       name="lab-services"):
-        yield LabServices((ips[0], STUN_PORT), (ips[1], STUN_PORT), (ips[0], SIGNAL_PORT))
+                       name="lab-services") as servers:
+        yield LabServices((ips[0], STUN_PORT), (ips[1], STUN_PORT), (ips[0], SIGNAL_PORT),
+                          registered_peers=servers.signal.core.peer_ids)
 
 
 class PeerRun:
@@ -223,11 +231,24 @@ def cell_path(a: str | None, b: str | None) -> str | None:
     return a if a == b else f"{a}/{b}"
 
 
+def wait_until_no_peers(services: LabServices, timeout: float = 60.0) -> None:
+    """Before a conntrack flush: the last run's peers have closed their signaling
+    connections, but under loss a FIN may still be in retransmission. Flushing conntrack
+    under it strands the server's side until its heartbeat timeout, and the next peer of
+    the same id is refused as taken."""
+    deadline = time.monotonic() + timeout
+    while services.registered_peers():
+        if time.monotonic() >= deadline:
+            raise LabError(f"the signaling server still holds {services.registered_peers()}")
+        time.sleep(0.02)
+
+
 def run_cell(lab: NatLab, services: LabServices, nat_a: str, nat_b: str, *,
              config: SessionConfig | None = None, timeout: float = CELL_TIMEOUT) -> Cell:
     """Connect peer-a (initiator) to peer-b behind the given NAT types."""
     lab.set_nat("a", nat_a)
     lab.set_nat("b", nat_b)
+    wait_until_no_peers(services)
     lab.flush_conntrack()  # no mapping or permission left over from the previous cell
     config = config or SessionConfig()
     a = PeerRun("a", services, config, timeout)
