@@ -103,3 +103,19 @@ def needs_tool(name: str, package: str):
     if path is None:
         pytest.skip(f"`{name}` not found: scripts/provision.sh installs Debian's `{package}`")
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_bpf_program_left_behind(request):
+    """After every bpf or workbook test: no BPF program of ours (named ns_*) that was not
+    loaded before the test is still in the kernel (the acceptance's bpftool check)."""
+    if not is_root() or not (request.node.get_closest_marker("bpf")
+                             or request.node.get_closest_marker("workbook")):
+        yield
+        return
+    from bpfutil import our_programs
+
+    before = our_programs()
+    yield
+    left = {pid: name for pid, name in our_programs().items() if pid not in before}
+    assert not left, f"BPF programs left loaded after the test: {left}"

@@ -24,7 +24,7 @@ def _cmd_echo_server(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from netsprint.doctor import main as doctor_main
 
-    return doctor_main(as_json=args.json)
+    return doctor_main(as_json=args.json, fix=args.fix)
 
 
 def _cmd_progress(args: argparse.Namespace) -> int:
@@ -78,6 +78,12 @@ def _cmd_nat_type(args: argparse.Namespace) -> int:
     return run_nat_type(args)
 
 
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from netsprint.ebpf.command import run
+
+    return run(args)
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     from netsprint.lab.command import run
 
@@ -104,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check this machine for every week's needs")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--fix", action="store_true",
+                   help="as root: mount tracefs, link kernel headers, then check again")
     p.set_defaults(handler=_cmd_doctor)
 
     p = sub.add_parser("progress", help="where you stand against the 26-week plan")
@@ -193,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--birthday-trials", type=int, default=0, metavar="N",
                    help="instead: N symmetric <-> port-restricted trials in birthday mode")
     p.set_defaults(handler=_cmd_lab)
+
+    p = sub.add_parser("trace", help="weeks 10-11: trace TCP connections or bytes with eBPF (root)")
+    from netsprint.ebpf.command import add_arguments as trace_arguments
+    trace_arguments(p)
+    p.set_defaults(handler=_cmd_trace)
     return parser
 
 

@@ -366,7 +366,7 @@ def render(checks: Sequence[Check], console=None) -> None:
     console.print(f"{counts[OK]} OK, {counts[WARN]} WARN, {counts[FAIL]} FAIL")
 
 
-def main(as_json: bool = False) -> int:
+def main(as_json: bool = False, fix: bool = False) -> int:
     checks = run_checks()
     if as_json:
         print(to_json(checks))

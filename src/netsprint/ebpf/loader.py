@@ -1,0 +1,264 @@
+"""Compile, load, attach and detach one bcc program, with errors a learner can act on.
+
+Every program of the workbook goes through `BpfProgram`: it checks first that this machine
+can run BPF at all (bcc, privileges, tracefs, kernel headers) and says what to do if not;
+it keeps bcc's and clang's chatter (warnings, the verifier log) off the notebook, where any
+stderr in a graded cell would score 0, and hands it back inside `BpfLoadError` when
+something fails; and it detaches everything it attached on `close()`, also on errors.
+
+Owns: one `bcc.BPF` object and every attachment made through it. Does not own: the events
+it produces (each program's loader decodes its own) or the network namespace it may attach
+in (the caller enters it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from netsprint.errors import NetsprintError
+
+EBPF_DIR = Path(__file__).parent
+INCLUDE_DIR = EBPF_DIR / "include"  # shared headers (netsprint_common.h), on every -I path
+TRACEFS_POINTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+AS_ROOT = "run it as root, e.g. `sudo .venv/bin/netsprint ...` (or `sudo .venv/bin/netsprint grade weekNN`)"
+FIX = "`sudo .venv/bin/netsprint doctor --fix` repairs what it can and explains the rest"
+
+# Linux capability bits (linux/capability.h): loading tracing programs needs CAP_BPF and
+# CAP_PERFMON (kernel >= 5.8) or CAP_SYS_ADMIN; XDP/TC also need CAP_NET_ADMIN.
+_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 12, 21, 38, 39
+
+
+class BpfLoadError(NetsprintError):
+    """A BPF program could not be compiled, loaded or attached.
+
+    `hint` says what to do next; `log` keeps what clang, bcc or the verifier printed."""
+
+    def __init__(self, message: str, hint: str = "", log: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint, self.log = message, hint, log
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f"\n  what to do: {self.hint}"
+        if self.log:
+            text += "\n  log (last lines):\n    " + "\n    ".join(tail(self.log, 25).splitlines())
+        return text
+
+
+def tail(text: str, lines: int) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+# --- can this machine run BPF? --------------------------------------------------------------
+
+def _cap_eff() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split(":", 1)[1], 16)
+    return 0
+
+
+def has_bpf_privileges(net_admin: bool = False) -> bool:
+    caps = _cap_eff()
+
+    def has(bit: int) -> bool:
+        return bool(caps >> bit & 1)
+
+    bpf = has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON))
+    return bpf and (has(_CAP_NET_ADMIN) or not net_admin)
+
+
+def tracefs_path() -> Path | None:
+    for point in TRACEFS_POINTS:
+        if (point / "events").is_dir():
+            return point
+    return None
+
+
+def require_bpf(*, run_as: str = AS_ROOT, tracing: bool = True, net_admin: bool = False) -> None:
+    """Raise `BpfLoadError` saying what to do unless this process can load BPF programs.
+
+    `tracing`: also needs tracefs (tracepoint programs); `net_admin`: XDP/TC programs."""
+    try:
+        import bcc  # noqa: F401
+    except Exception as exc:  # ImportError, or OSError from a broken libbcc
+        raise BpfLoadError(f"bcc cannot be imported ({exc})",
+                           "`make provision` installs python3-bpfcc and makes .venv with "
+                           "--system-site-packages (pip cannot install bcc)") from exc
+    if not has_bpf_privileges(net_admin):
+        need = "CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN)" + (" and CAP_NET_ADMIN" if net_admin else "")
+        raise BpfLoadError(f"loading BPF programs needs {need}; this process (uid {os.geteuid()}) "
+                           "lacks them", run_as)
+    if tracing and tracefs_path() is None:
+        raise BpfLoadError("tracefs is not mounted, so no tracepoint can be attached", FIX)
+    build = Path("/lib/modules", os.uname().release, "build")
+    if not build.exists():
+        raise BpfLoadError(f"{build} is missing: bcc needs kernel headers to compile", FIX)
+
+
+def tracepoint_exists(category: str, event: str) -> bool:
+    root = tracefs_path()
+    return root is not None and (root / "events" / category / event).is_dir()
+
+
+def require_tracepoint(category: str, event: str, why: str = "") -> None:
+    if not tracepoint_exists(category, event):
+        raise BpfLoadError(f"this kernel has no tracepoint {category}:{event}" + (f" ({why})" if why else ""),
+                           "use a kernel that has it (`ls /sys/kernel/tracing/events/"
+                           f"{category}`) or the Vagrant VM")
+
+
+# --- keeping clang and bcc off the notebook ---------------------------------------------------
+
+class CapturedStderr:
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[CapturedStderr]:
+    """Send file descriptor 2 (where clang, libbpf and the verifier write) to a temporary
+    file for the block; the text is on the yielded object afterwards."""
+    captured = CapturedStderr()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode(errors="replace")
+
+
+_CLANG_ERROR = re.compile(r"^.*?:\d+:\d+: error: .*$", re.MULTILINE)
+
+
+def explain(action: str, exc: BaseException, log: str) -> BpfLoadError:
+    """Turn what bcc raised (a bare Exception, mostly) and printed into one clear error."""
+    reason = str(exc)
+    first_error = _CLANG_ERROR.search(log)
+    if first_error:
+        return BpfLoadError(f"{action}: the C does not compile: {first_error.group(0).strip()}",
+                            "fix the first error shown; clang's full output is below", log)
+    if "Failed to load" in reason or "bpf: Failed to load program" in log:
+        return BpfLoadError(f"{action}: the verifier refused the program ({reason})",
+                            "read the verifier log from the bottom up: the last instruction is where "
+                            "it gave up. Common causes: a map lookup's pointer used without a NULL "
+                            "check, reading memory without bpf_probe_read_*(), a loop the verifier "
+                            "cannot bound, a stack buffer larger than 512 bytes", log)
+    if "Permission denied" in reason or "Operation not permitted" in reason or "super-user" in reason:
+        return BpfLoadError(f"{action}: the kernel refused it ({reason})", AS_ROOT, log)
+    if "No such file" in reason and "modules" in (reason + log):
+        return BpfLoadError(f"{action}: kernel headers are missing ({reason})", FIX, log)
+    return BpfLoadError(f"{action}: {type(exc).__name__}: {reason}",
+                        "see the log below; `netsprint doctor` checks the whole BPF setup", log)
+
+
+# --- the program --------------------------------------------------------------------------------
+
+class BpfProgram:
+    """One compiled bcc module and every attachment made through it.
+
+    Build it from a `.bpf.c` file (the package's programs) or from text (a learner's cell),
+    attach with the methods below, read maps with `prog["name"]`, and `close()` (or use
+    `with`) to detach everything. Creating one checks the machine first (`require_bpf`)."""
+
+    def __init__(self, src_file: Path | str | None = None, *, text: str | None = None,
+                 cflags: Sequence[str] = (), name: str | None = None, run_as: str = AS_ROOT,
+                 tracing: bool = True, net_admin: bool = False) -> None:
+        if (src_file is None) == (text is None):
+            raise ValueError("give exactly one of src_file and text")
+        self.name = name or (Path(src_file).name if src_file is not None else "<text>")
+        self._closers: list[Callable[[], object]] = []
+        self._bpf = None
+        self.warnings = ""  # what clang/bcc printed on the last successful step
+        require_bpf(run_as=run_as, tracing=tracing, net_admin=net_admin)
+        from bcc import BPF
+
+        flags = [f"-I{INCLUDE_DIR}", *cflags]
+        if src_file is not None:
+            flags.append(f"-I{Path(src_file).resolve().parent}")
+        kwargs = {"src_file": str(src_file).encode()} if src_file is not None else {"text": text.encode()}
+        self._bpf = self._guarded(f"compiling {self.name}", lambda: BPF(cflags=flags, **kwargs))
+
+    def _guarded(self, action: str, call: Callable[[], object]):
+        with captured_stderr() as err:
+            try:
+                result = call()
+            except Exception as exc:  # bcc raises bare Exception for every failure
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            raise explain(action, failure, err.text) from failure
+        self.warnings = err.text
+        return result
+
+    @property
+    def bpf(self):
+        """The `bcc.BPF` object, for what this class does not wrap."""
+        if self._bpf is None:
+            raise BpfLoadError(f"{self.name} is closed")
+        return self._bpf
+
+    def __getitem__(self, map_name: str):
+        return self.bpf[map_name.encode() if isinstance(map_name, str) else map_name]
+
+    def attach_tracepoint(self, tracepoint: str, fn_name: str) -> None:
+        """`tracepoint` is "category:event"; bcc detaches it in `close()`."""
+        category, _, event = tracepoint.partition(":")
+        require_tracepoint(category, event)
+        self._guarded(f"attaching {fn_name} to {tracepoint}",
+                      lambda: self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode()))
+
+    def load_func(self, fn_name: str, prog_type: int):
+        """Load one function (e.g. BPF.XDP, BPF.SCHED_CLS) through the verifier."""
+        return self._guarded(f"loading {fn_name}", lambda: self.bpf.load_func(fn_name.encode(), prog_type))
+
+    def on_close(self, undo: Callable[[], object]) -> None:
+        """Run `undo` in `close()`, last registered first (e.g. removing an XDP attachment,
+        which outlives the program's file descriptor)."""
+        self._closers.append(undo)
+
+    def open_ring_buffer(self, map_name: str, on_event: Callable[[bytes], object]) -> None:
+        """Call `on_event(raw_bytes)` for each record `poll()` drains from a BPF_RINGBUF_OUTPUT."""
+        def callback(_ctx, data, size):
+            on_event(ctypes.string_at(data, size))
+        self[map_name].open_ring_buffer(callback)
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for ring-buffer records and hand them to their callbacks."""
+        self.bpf.ring_buffer_poll(max(0, int(timeout * 1000)))
+
+    def close(self) -> None:
+        errors = []
+        while self._closers:
+            try:
+                self._closers.pop()()
+            except Exception as exc:  # keep detaching the rest, report after
+                errors.append(exc)
+        if self._bpf is not None:
+            bpf, self._bpf = self._bpf, None
+            with captured_stderr():
+                bpf.cleanup()
+        if errors:
+            raise BpfLoadError(f"detaching {self.name} left errors: {errors}",
+                               "check `bpftool prog show` and `bpftool net show` for leftovers")
+
+    def __enter__(self) -> BpfProgram:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_bpf", None) is not None:
+            self.close()

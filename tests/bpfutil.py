@@ -1,0 +1,60 @@
+"""Helpers for the eBPF tests: the C layout of an event struct (for ctypes mirrors) and
+the BPF programs of ours the kernel still holds (for the leftover check).
+
+Every BPF function of the workbook is named `ns_<program>_<what>`, so `bpftool prog show`
+can tell ours from the system's (names are cut to 15 characters by the kernel).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from netsprint.ebpf.loader import INCLUDE_DIR
+
+OUR_PREFIX = "ns_"
+
+
+def c_layout(header: Path, struct: str, fields: list[str]) -> tuple[int, dict[str, int]]:
+    """sizeof(struct `struct`) and offsetof each field, as gcc lays it out for this machine
+    (the same x86-64/arm64 ABI that BPF structs follow for these types)."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("no C compiler: `apt-get install gcc`")
+    lines = [f'#include "{header.name}"', "#include <stdio.h>", "#include <stddef.h>",
+             "int main(void) {", f'  printf("%zu\\n", sizeof({struct}));']
+    lines += [f'  printf("%zu\\n", offsetof({struct}, {f}));' for f in fields]
+    lines += ["  return 0;", "}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        source, binary = Path(tmp, "layout.c"), Path(tmp, "layout")
+        source.write_text("\n".join(lines) + "\n")
+        subprocess.run([gcc, f"-I{header.parent}", f"-I{INCLUDE_DIR}", "-o", str(binary), str(source)],
+                       check=True, capture_output=True, text=True)
+        numbers = [int(n) for n in subprocess.run([str(binary)], check=True, capture_output=True,
+                                                  text=True).stdout.split()]
+    return numbers[0], dict(zip(fields, numbers[1:]))
+
+
+def assert_mirror_matches(mirror: type[ctypes.Structure], header: Path, struct: str) -> None:
+    """The ctypes class has the C struct's size and every field at the C offset."""
+    names = [f[0] for f in mirror._fields_]
+    size, offsets = c_layout(header, struct, names)
+    assert ctypes.sizeof(mirror) == size, f"{mirror.__name__}: ctypes {ctypes.sizeof(mirror)} B, C {size} B"
+    for name in names:
+        assert getattr(mirror, name).offset == offsets[name], \
+            f"{mirror.__name__}.{name}: ctypes offset {getattr(mirror, name).offset}, C {offsets[name]}"
+
+
+def our_programs() -> dict[int, str]:
+    """id -> name of every loaded BPF program whose name starts with `ns_`."""
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        return {}
+    out = subprocess.run([bpftool, "prog", "show", "--json"], capture_output=True, text=True,
+                         timeout=30).stdout
+    return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")
+            if p.get("name", "").startswith(OUR_PREFIX)}
