@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from netsprint.doctor import CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, parse_cap_eff
 from netsprint.errors import NetsprintError
 
 EBPF_DIR = Path(__file__).parent
@@ -29,9 +30,6 @@ TRACEFS_POINTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")
 AS_ROOT = "run it as root, e.g. `sudo .venv/bin/netsprint ...` (or `sudo .venv/bin/netsprint grade weekNN`)"
 FIX = "`sudo .venv/bin/netsprint doctor --fix` repairs what it can and explains the rest"
 
-# Linux capability bits (linux/capability.h): loading tracing programs needs CAP_BPF and
-# CAP_PERFMON (kernel >= 5.8) or CAP_SYS_ADMIN; XDP/TC also need CAP_NET_ADMIN.
-_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 12, 21, 38, 39
 
 
 class BpfLoadError(NetsprintError):
@@ -58,21 +56,16 @@ def tail(text: str, lines: int) -> str:
 
 # --- can this machine run BPF? --------------------------------------------------------------
 
-def _cap_eff() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split(":", 1)[1], 16)
-    return 0
-
-
-def has_bpf_privileges(net_admin: bool = False) -> bool:
-    caps = _cap_eff()
+def has_bpf_privileges(net_admin: bool = False, status_text: str | None = None) -> bool:
+    """Loading tracing programs needs CAP_BPF and CAP_PERFMON (kernel >= 5.8) or
+    CAP_SYS_ADMIN; XDP and TC also need CAP_NET_ADMIN."""
+    caps = parse_cap_eff(status_text or Path("/proc/self/status").read_text())
 
     def has(bit: int) -> bool:
         return bool(caps >> bit & 1)
 
-    bpf = has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON))
-    return bpf and (has(_CAP_NET_ADMIN) or not net_admin)
+    bpf = has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
+    return bpf and (has(CAP_NET_ADMIN) or not net_admin)
 
 
 def tracefs_path() -> Path | None:
