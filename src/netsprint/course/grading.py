@@ -53,6 +53,9 @@ class NotebookResult:
     error: str | None = None
     seconds: float = 0.0
     stopped_cells: list[str] = field(default_factory=list)  # cells stopped at their time limit
+    # Errors in cells that are not tests (demos, plots, the learner's own cells): they cost
+    # no points but usually explain a failing test further down.
+    other_errors: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -214,7 +217,7 @@ def read_result(tmp: Path, week: str, name: str, source: SourceNotebook) -> Note
     cells = [CellResult(cell, *scores.get(cell, (0.0, 0.0)), messages.get(cell, ""))
              for cell in source.graded]
     return NotebookResult(week, name, sum(c.score for c in cells), source.max_score, cells,
-                          stopped_cells=timed_out_cells(nb))
+                          stopped_cells=timed_out_cells(nb), other_errors=untested_errors(nb))
 
 
 def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[float, float]]:
@@ -230,6 +233,18 @@ def timed_out_cells(nb: dict) -> list[str]:
     return [cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
             for cell in nb["cells"]
             if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))]
+
+
+def untested_errors(nb: dict) -> list[str]:
+    """"<cell id>: <error>" for each cell that is not a test and raised."""
+    found = []
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"{cell.get('id', '?')}: {out['ename']}: {out['evalue']}".strip())
+    return found
 
 
 def failure_messages(nb: dict) -> dict[str, str]:
@@ -266,6 +281,9 @@ def render(results: list[NotebookResult], console: Console) -> None:
         for cell in r.stopped_cells:
             console.print(f"  {r.key} [bold]{cell}[/bold] was stopped at its time limit: "
                           "a loop that never ends, or a wait for something that never comes?")
+        for error in r.other_errors:
+            console.print(f"  {r.key} raised in a cell that is not a test: {error}",
+                          markup=False, highlight=False)
         for c in r.cells:
             if c.score < c.max_score:
                 console.print(f"  {r.key} [bold]{c.name}[/bold] {c.score:g}/{c.max_score:g}: "
