@@ -59,6 +59,7 @@ WANTED=(
     iproute2 nftables                  # netns + NAT lab
     coturn prometheus                  # real peers for interop tests (tests start their own)
     vagrant shellcheck                 # `vagrant validate`, script lint in tests
+    gcc                                # lays out the eBPF event headers for the ctypes-mirror tests
     "bpftool|linux-tools-common+linux-tools-$KREL"   # Ubuntu 24.04 ships bpftool in linux-tools
 )
 # Kernel headers for bcc: the running kernel's own, else the distro's generic ones (linked below).
