@@ -134,6 +134,57 @@ def test_main_json_and_exit_code(monkeypatch, capsys):
 
 
 @pytest.mark.unit
+def test_lockdown_check_from_a_file(tmp_path):
+    path = tmp_path / "lockdown"
+    assert doctor.check_lockdown(path).status == OK  # no lockdown LSM
+    path.write_text("[none] integrity confidentiality\n")
+    assert doctor.check_lockdown(path).status == OK
+    path.write_text("none [integrity] confidentiality\n")
+    integrity = doctor.check_lockdown(path)
+    assert integrity.status == WARN and "bpf_probe_write_user" in integrity.detail
+    path.write_text("none integrity [confidentiality]\n")
+    confidentiality = doctor.check_lockdown(path)
+    assert confidentiality.status == FAIL and "kernel memory" in confidentiality.detail
+    assert "lockdown" in [c.__name__.removeprefix("check_") for c in doctor.CHECKS]
+
+
+def _fake_fixes():
+    from netsprint.ebpf.doctor import Fix, nothing_to_fix
+
+    return [Fix("tracefs", True, "mounted tracefs at /sys/kernel/tracing"),
+            nothing_to_fix("kernel headers", "build -> headers"),
+            Fix("lockdown", False, "kernel locked down [integrity]", "boot without Secure Boot")]
+
+
+@pytest.mark.unit
+def test_main_fix_runs_the_fixes_before_the_checks(monkeypatch, capsys):
+    order = []
+    monkeypatch.setattr("netsprint.ebpf.doctor.run_fixes", lambda: order.append("fix") or _fake_fixes())
+    monkeypatch.setattr(doctor, "CHECKS", [lambda: order.append("check") or Check("c", OK, "d")])
+    assert doctor.main(as_json=True, fix=True) == 0
+    assert order == ["fix", "check"]
+    data = json.loads(capsys.readouterr().out)
+    assert [(f["name"], f["status"], f["done"]) for f in data["fixes"]] == [
+        ("tracefs", "fixed", True), ("kernel headers", "nothing to fix", False),
+        ("lockdown", "cannot fix", False)]
+    assert data["fixes"][2]["hint"] == "boot without Secure Boot"
+
+    order.clear()
+    assert doctor.main(as_json=True, fix=False) == 0
+    assert order == ["check"] and "fixes" not in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.unit
+def test_render_fixes_table():
+    out = io.StringIO()
+    doctor.render_fixes(_fake_fixes(), Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    for piece in ("netsprint doctor --fix", "fixed", "nothing to fix", "cannot fix",
+                  "mounted tracefs", "boot without Secure Boot"):
+        assert piece in text
+
+
+@pytest.mark.unit
 def test_probe_source_is_a_bpf_c_file_next_to_its_loader():
     from netsprint.ebpf.probes import feature_probe
 

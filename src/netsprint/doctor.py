@@ -7,6 +7,8 @@ path is unavailable or something works with a caveat, FAIL means a week of the w
 cannot run until the hint is followed. Checks never hang: every outside program runs with a
 timeout, and eBPF probes run in a child process (`netsprint.ebpf.probes.feature_probe`) whose
 bcc/clang warnings are kept out of the output unless the probe fails.
+`main(fix=True)` (`netsprint doctor --fix`) first runs `netsprint.ebpf.doctor.run_fixes()`
+(mount tracefs, link kernel headers; explain root, BTF, lockdown, packages), then checks.
 """
 
 from __future__ import annotations
@@ -160,7 +162,8 @@ def check_tracefs(mounts_text: str | None = None) -> Check:
         if point in points:
             return Check("tracefs", OK, f"mounted at {point}")
     return Check("tracefs", FAIL, "tracefs is not mounted: tracepoints cannot attach",
-                 f"{PROVISION}, or as root: `mount -t tracefs nodev /sys/kernel/tracing`")
+                 f"`sudo .venv/bin/netsprint doctor --fix` mounts it (or by hand: "
+                 "`mount -t tracefs nodev /sys/kernel/tracing`)")
 
 
 def check_kernel_headers(release: str | None = None, modules: Path = Path("/lib/modules")) -> Check:
@@ -168,7 +171,8 @@ def check_kernel_headers(release: str | None = None, modules: Path = Path("/lib/
     build = modules / release / "build"
     if not build.exists():
         return Check("kernel headers", FAIL, f"{build} is missing: bcc cannot compile programs",
-                     f"{PROVISION}: it installs linux-headers-{release} or links the distro's generic headers")
+                     f"`sudo .venv/bin/netsprint doctor --fix` links installed headers; else {PROVISION}: "
+                     f"it installs linux-headers-{release} or the distro's generic headers")
     if build.is_symlink():
         target = build.resolve()
         if release not in str(target):
@@ -183,6 +187,24 @@ def check_btf(path: Path = Path("/sys/kernel/btf/vmlinux")) -> Check:
         return Check("BTF", OK, f"{path}")
     return Check("BTF", WARN, f"{path} missing: no fentry, no CO-RE",
                  "fine for the workbook: its programs use tracepoints")
+
+
+def check_lockdown(path: Path = Path("/sys/kernel/security/lockdown")) -> Check:
+    """The lockdown LSM (on by default with Secure Boot on many distros) refuses parts of BPF."""
+    from netsprint.ebpf.doctor import LOCKDOWN_EFFECTS, parse_lockdown
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Check("lockdown", OK, f"{path} absent: no lockdown LSM (or securityfs not mounted)")
+    except OSError as exc:
+        return Check("lockdown", WARN, f"cannot read {path}: {exc}", AS_ROOT)
+    mode = parse_lockdown(text)
+    if mode in (None, "none"):
+        return Check("lockdown", OK, f"not locked down ({text.strip()})")
+    effect = LOCKDOWN_EFFECTS.get(mode, "BPF is restricted")
+    return Check("lockdown", FAIL if mode == "confidentiality" else WARN, f"[{mode}]: {effect}",
+                 "boot with Secure Boot off (or `lockdown=none` where allowed), or use the Vagrant VM")
 
 
 def _probe(kind: str, required: bool) -> Check:
@@ -310,7 +332,7 @@ def check_jupyter() -> Check:
 
 CHECKS: list[Callable[[], Check]] = [
     check_python, check_venv, check_privileges, check_bcc, check_tracefs, check_kernel_headers,
-    check_btf, check_tracepoint, check_kprobe, check_fentry, check_nft, check_netns,
+    check_btf, check_lockdown, check_tracepoint, check_kprobe, check_fentry, check_nft, check_netns,
     check_coturn, check_prometheus, check_jupyter,
 ]
 
@@ -335,12 +357,34 @@ def exit_code(checks: Sequence[Check]) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
-def to_json(checks: Sequence[Check]) -> str:
-    return json.dumps({"ok": exit_code(checks) == 0, "checks": [dataclasses.asdict(c) for c in checks]},
-                      indent=2)
+def to_json(checks: Sequence[Check], fixes: Sequence | None = None) -> str:
+    """The report as JSON; `fixes` (netsprint.ebpf.doctor.Fix, from --fix) come first when given."""
+    data = {"ok": exit_code(checks) == 0}
+    if fixes is not None:
+        data["fixes"] = [{**dataclasses.asdict(f), "status": f.status} for f in fixes]
+    data["checks"] = [dataclasses.asdict(c) for c in checks]
+    return json.dumps(data, indent=2)
 
 
 STYLE = {OK: "bold green", WARN: "bold yellow", FAIL: "bold red"}
+FIX_STYLE = {"fixed": "bold green", "nothing to fix": "green", "cannot fix": "bold yellow"}
+
+
+def render_fixes(fixes: Sequence, console=None) -> None:
+    """Print what `--fix` did as a rich table (before the re-check's report)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console()
+    table = Table(title="netsprint doctor --fix", show_lines=False)
+    table.add_column("fix", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    table.add_column("what to do", overflow="fold")
+    for f in fixes:
+        table.add_row(f.name, Text(f.status, style=FIX_STYLE[f.status]), Text(f.detail), Text(f.hint))
+    console.print(table)
 
 
 def render(checks: Sequence[Check], console=None) -> None:
@@ -367,13 +411,22 @@ def render(checks: Sequence[Check], console=None) -> None:
 
 
 def main(as_json: bool = False, fix: bool = False) -> int:
+    """Check (after fixing what `--fix` can: tracefs, kernel headers), print, exit 1 on a FAIL."""
+    fixes = None
+    if fix:
+        from netsprint.ebpf.doctor import run_fixes
+
+        fixes = run_fixes()
     checks = run_checks()
     if as_json:
-        print(to_json(checks))
+        print(to_json(checks, fixes))
     else:
+        if fixes is not None:
+            render_fixes(fixes)
         render(checks)
     return exit_code(checks)
 
 
 if __name__ == "__main__":
-    sys.exit(main(as_json="--json" in sys.argv[1:]))
+    args = sys.argv[1:]
+    sys.exit(main(as_json="--json" in args, fix="--fix" in args))
