@@ -1,0 +1,143 @@
+"""Load hello.bpf.c (one event per execve(2)) and decode its ring-buffer records.
+
+`decode(raw)` is pure (no bcc, no root): it turns one `struct exec_event` (hello.h) into an
+`ExecEvent`. `HelloTracer` owns the loaded program, its one tracepoint attachment and the
+events decoded but not yet handed out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from netsprint.errors import DecodeError
+
+HERE = Path(__file__).parent
+SOURCE = HERE / "hello.bpf.c"
+HEADER = HERE / "hello.h"
+COMM_LEN = 16        # NETSPRINT_COMM_LEN
+PATH_LEN = 256       # NETSPRINT_EXEC_PATH_LEN
+DEFAULT_RING_PAGES = 64
+TRACEPOINT = "syscalls:sys_enter_execve"
+FN_NAME = "ns_hello_exec"
+
+
+class ExecEventStruct(ctypes.Structure):
+    """ctypes mirror of `struct exec_event` (hello.h); a test checks it against gcc."""
+
+    _fields_ = [
+        ("ts_ns", ctypes.c_uint64),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("filename_len", ctypes.c_int32),
+        ("comm", ctypes.c_uint8 * COMM_LEN),
+        ("filename", ctypes.c_uint8 * PATH_LEN),
+    ]
+
+
+EVENT_SIZE = ctypes.sizeof(ExecEventStruct)
+
+
+class ExecEventDecodeError(DecodeError):
+    """A ring-buffer record too short to be a `struct exec_event`."""
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """One execve(2) as its caller entered it (before the kernel loads the new program)."""
+
+    timestamp: float   # seconds on CLOCK_MONOTONIC (the clock of time.monotonic())
+    pid: int
+    tid: int
+    uid: int
+    comm: str          # the caller's name: the new program's name only appears after the exec
+    filename: str      # "" when the kernel could not read it (see filename_ok)
+    filename_ok: bool
+
+
+def _c_string(raw: bytes) -> bytes:
+    return raw.split(b"\0", 1)[0]
+
+
+def decode(raw: bytes) -> ExecEvent:
+    """One ring-buffer record (`struct exec_event`) -> `ExecEvent`.
+
+    Raises `ExecEventDecodeError` when `raw` is shorter than the struct."""
+    if len(raw) < EVENT_SIZE:
+        raise ExecEventDecodeError(f"exec_event needs {EVENT_SIZE} bytes, got {len(raw)}", len(raw))
+    record = ExecEventStruct.from_buffer_copy(raw[:EVENT_SIZE])
+    return ExecEvent(
+        timestamp=record.ts_ns / 1e9,
+        pid=record.pid,
+        tid=record.tid,
+        uid=record.uid,
+        comm=_c_string(bytes(record.comm)).decode(errors="replace"),
+        # os.fsdecode keeps undecodable bytes (surrogateescape), as os.listdir would
+        filename=os.fsdecode(_c_string(bytes(record.filename))),
+        filename_ok=record.filename_len > 0,
+    )
+
+
+def ring_cflags(ring_pages: int) -> list[str]:
+    """The -D flag for the ring size; the kernel wants a power-of-two number of pages."""
+    if ring_pages < 1 or ring_pages & (ring_pages - 1):
+        raise ValueError(f"ring_pages must be a power of two, got {ring_pages}")
+    return [f"-DNETSPRINT_RINGBUF_PAGES={ring_pages}"]
+
+
+class HelloTracer:
+    """Owns the loaded hello program (one attachment to syscalls:sys_enter_execve, its ring
+    buffer and maps) and the events decoded but not yet handed out by `poll`.
+
+    `pid`: report only execs by that process id (None: every process). It lives in a BPF
+    array the program reads on each event, so `tracer.pid = n` changes it without a recompile."""
+
+    def __init__(self, pid: int | None = None, *, ring_pages: int = DEFAULT_RING_PAGES,
+                 run_as: str | None = None) -> None:
+        from netsprint.ebpf.loader import AS_ROOT, BpfProgram
+
+        self._pending: list[ExecEvent] = []
+        self.program = BpfProgram(SOURCE, cflags=ring_cflags(ring_pages), name="hello",
+                                  run_as=run_as or AS_ROOT)
+        try:
+            self.pid = pid
+            self.program.attach_tracepoint(TRACEPOINT, FN_NAME)
+            self.program.open_ring_buffer("events", self._on_record)
+        except BaseException:
+            self.program.close()
+            raise
+
+    @property
+    def pid(self) -> int | None:
+        value = int(self.program["filter"][ctypes.c_int(0)].value)
+        return value or None
+
+    @pid.setter
+    def pid(self, pid: int | None) -> None:
+        self.program["filter"][ctypes.c_int(0)] = ctypes.c_uint32(pid or 0)
+
+    def _on_record(self, raw: bytes) -> None:
+        self._pending.append(decode(raw))
+
+    def poll(self, timeout: float = 0.0) -> list[ExecEvent]:
+        """Wait up to `timeout` seconds for records; return every event decoded since the last call."""
+        self.program.poll(timeout)
+        events, self._pending = self._pending, []
+        return events
+
+    @property
+    def lost_events(self) -> int:
+        """Records the program could not reserve because the ring buffer was full."""
+        return int(self.program["lost"][ctypes.c_int(0)].value)
+
+    def close(self) -> None:
+        self.program.close()
+
+    def __enter__(self) -> HelloTracer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
