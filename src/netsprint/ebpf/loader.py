@@ -212,6 +212,12 @@ class BpfProgram:
         self._guarded(f"attaching {fn_name} to {tracepoint}",
                       lambda: self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode()))
 
+    def attach_kprobe(self, function: str, fn_name: str) -> None:
+        """Only behind a feature check that really loaded a kprobe (kernels built without
+        CONFIG_KPROBES have none); bcc detaches it in `close()`."""
+        self._guarded(f"attaching {fn_name} to {function}",
+                      lambda: self.bpf.attach_kprobe(event=function.encode(), fn_name=fn_name.encode()))
+
     def load_func(self, fn_name: str, prog_type: int):
         """Load one function (e.g. BPF.XDP, BPF.SCHED_CLS) through the verifier."""
         return self._guarded(f"loading {fn_name}", lambda: self.bpf.load_func(fn_name.encode(), prog_type))
