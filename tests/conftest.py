@@ -105,12 +105,36 @@ def needs_tool(name: str, package: str):
     return path
 
 
+def _bpf_program_fds() -> set[int]:
+    """This process's open file descriptors that hold a BPF program."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-prog":
+                found.add(int(fd))
+        except OSError:  # closed meanwhile (e.g. the fd listdir itself used)
+            continue
+    return found
+
+
 @pytest.fixture(autouse=True)
-def no_bpf_program_left_behind(request):
-    """After every bpf or workbook test: no BPF program of ours (named ns_*) that was not
-    loaded before the test is still in the kernel (the acceptance's bpftool check)."""
-    if not is_root() or not (request.node.get_closest_marker("bpf")
-                             or request.node.get_closest_marker("workbook")):
+def no_bpf_program_left_open(request):
+    """After every bpf or workbook test, this process holds no BPF program it did not hold
+    before: whatever a test loads, it closes (even when it fails)."""
+    if not (request.node.get_closest_marker("bpf") or request.node.get_closest_marker("workbook")):
+        yield
+        return
+    before = _bpf_program_fds()
+    yield
+    left = _bpf_program_fds() - before
+    assert not left, f"BPF programs still open after the test (fds {sorted(left)})"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_bpf_program_left_in_the_kernel():
+    """At the end of the run, bpftool shows no program of ours (named ns_*) that was not
+    there at the start: also none a notebook kernel or a CLI child left attached."""
+    if not is_root() or shutil.which("bpftool") is None:
         yield
         return
     from bpfutil import our_programs
@@ -118,4 +142,4 @@ def no_bpf_program_left_behind(request):
     before = our_programs()
     yield
     left = {pid: name for pid, name in our_programs().items() if pid not in before}
-    assert not left, f"BPF programs left loaded after the test: {left}"
+    assert not left, f"BPF programs of ours left in the kernel after the test run: {left}"

@@ -68,14 +68,17 @@ def test_captured_stderr_keeps_c_level_writes_off_fd_2():
 
 @pytest.mark.bpf
 def test_a_program_loads_counts_and_detaches(needs_bcc):
-    before = set(our_programs())
+    def counters() -> set[int]:
+        return {pid for pid, name in our_programs().items() if name == "ns_loader_count"}
+
+    before = counters()
     with BpfProgram(text=COUNTER, cflags=[f"-DNETSPRINT_TGID={os.getpid()}"]) as prog:
         prog.attach_tracepoint("syscalls:sys_enter_getppid", "ns_loader_count")
         for _ in range(7):
             os.getppid()
         assert prog["hits"][0].value == 7
-        assert set(our_programs()) - before, "bpftool should see the loaded program"
-    assert not set(our_programs()) - before
+        assert counters() - before, "bpftool should see the loaded program"
+    assert not counters() - before
     prog.close()  # idempotent
 
 
@@ -115,3 +118,20 @@ def test_without_privileges_the_error_says_to_run_as_root(needs_bcc):
                            "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=60, cwd="/")
     assert "lacks them" in proc.stdout and "sudo" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.bpf
+def test_a_stack_over_512_bytes_is_an_error_not_a_dead_process(needs_bcc):
+    # bcc's LLVM calls exit() on this one; compiled in-process it would end the test run.
+    big_stack = """
+    int ns_loader_stack(void *ctx)
+    {
+        char buffer[1024];
+        bpf_probe_read_kernel(buffer, sizeof(buffer), ctx);
+        return buffer[0] + buffer[1023];
+    }
+    """
+    with pytest.raises(BpfLoadError) as caught:
+        BpfProgram(text=big_stack)
+    assert "aborted" in caught.value.message and "512 bytes" in caught.value.hint
+    assert "stack" in caught.value.log.lower()

@@ -253,14 +253,14 @@ def netlink_reply(kind: int, error: int) -> bytes:
 
 
 def test_the_flush_reads_the_kernels_ack_and_its_refusals():
-    topology._check_netlink_ack(netlink_reply(topology.NLMSG_ERROR, 0), "flush")  # the ack
+    topology.check_netlink_ack(netlink_reply(topology.NLMSG_ERROR, 0), "flush")  # the ack
     with pytest.raises(OSError) as refused:
-        topology._check_netlink_ack(netlink_reply(topology.NLMSG_ERROR, -errno.EPERM), "flush")
+        topology.check_netlink_ack(netlink_reply(topology.NLMSG_ERROR, -errno.EPERM), "flush")
     assert refused.value.errno == errno.EPERM
     with pytest.raises(LabError, match="unexpected netlink message type"):
-        topology._check_netlink_ack(netlink_reply(topology.NLMSG_ERROR + 1, 0), "flush")
+        topology.check_netlink_ack(netlink_reply(topology.NLMSG_ERROR + 1, 0), "flush")
     with pytest.raises(LabError, match="short"):
-        topology._check_netlink_ack(b"\0" * 8, "flush")
+        topology.check_netlink_ack(b"\0" * 8, "flush")
 
 
 def test_flush_refuses_a_bad_side(lab):

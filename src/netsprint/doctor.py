@@ -162,7 +162,7 @@ def check_tracefs(mounts_text: str | None = None) -> Check:
         if point in points:
             return Check("tracefs", OK, f"mounted at {point}")
     return Check("tracefs", FAIL, "tracefs is not mounted: tracepoints cannot attach",
-                 f"`sudo .venv/bin/netsprint doctor --fix` mounts it (or by hand: "
+                 "`sudo .venv/bin/netsprint doctor --fix` mounts it (or by hand: "
                  "`mount -t tracefs nodev /sys/kernel/tracing`)")
 
 

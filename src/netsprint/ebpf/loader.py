@@ -17,13 +17,18 @@ import contextlib
 import ctypes
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from netsprint.doctor import CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, parse_cap_eff
 from netsprint.errors import NetsprintError
 
+T = TypeVar("T")
+COMPILE_TIMEOUT = 60.0  # seconds for clang in the child
 EBPF_DIR = Path(__file__).parent
 INCLUDE_DIR = EBPF_DIR / "include"  # shared headers (netsprint_common.h), on every -I path
 TRACEFS_POINTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -155,6 +160,47 @@ def explain(action: str, exc: BaseException, log: str) -> BpfLoadError:
                         "see the log below; `netsprint doctor` checks the whole BPF setup", log)
 
 
+def guarded(action: str, call: Callable[[], T], *, keep_warnings: bool = False):
+    """`call()` with clang's, libbpf's and the verifier's output kept off stderr; a failure
+    becomes a BpfLoadError carrying that output. With `keep_warnings`, returns
+    (result, what was printed) instead of the result."""
+    with captured_stderr() as err:
+        try:
+            result = call()
+        except Exception as exc:  # bcc raises bare Exception for every failure
+            failure = exc
+        else:
+            failure = None
+    if failure is not None:
+        raise explain(action, failure, err.text) from failure
+    return (result, err.text) if keep_warnings else result
+
+
+_COMPILE_IN_CHILD = """
+import sys
+from bcc import BPF
+try:
+    BPF(text=sys.stdin.read().encode(), cflags=sys.argv[1:])
+except Exception:
+    pass  # an ordinary failure: the parent compiles again and explains it
+print("survived")
+"""
+
+
+def survives_compiling(text: str, cflags: Sequence[str], name: str = "<text>") -> None:
+    """Compile `text` once in a child process. Some mistakes (a stack over 512 bytes) make
+    bcc's LLVM call exit() instead of raising, which would kill a notebook's kernel; the
+    child dies instead and the parent raises BpfLoadError with what LLVM said."""
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_IN_CHILD, *cflags], input=text,
+                          capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
+    if "survived" in proc.stdout:
+        return
+    said = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    raise BpfLoadError(f"compiling {name}: the compiler aborted ({said[-1].strip() if said else f'exit {proc.returncode}'})",
+                       "a BPF stack frame holds at most 512 bytes: keep big buffers in a per-CPU "
+                       "array map or a ring-buffer record instead of local variables", proc.stderr)
+
+
 # --- the program --------------------------------------------------------------------------------
 
 class BpfProgram:
@@ -179,20 +225,13 @@ class BpfProgram:
         flags = [f"-I{INCLUDE_DIR}", *cflags]
         if src_file is not None:
             flags.append(f"-I{Path(src_file).resolve().parent}")
+        if text is not None:
+            survives_compiling(text, flags, self.name)
         kwargs = {"src_file": str(src_file).encode()} if src_file is not None else {"text": text.encode()}
         self._bpf = self._guarded(f"compiling {self.name}", lambda: BPF(cflags=flags, **kwargs))
 
-    def _guarded(self, action: str, call: Callable[[], object]):
-        with captured_stderr() as err:
-            try:
-                result = call()
-            except Exception as exc:  # bcc raises bare Exception for every failure
-                failure = exc
-            else:
-                failure = None
-        if failure is not None:
-            raise explain(action, failure, err.text) from failure
-        self.warnings = err.text
+    def _guarded(self, action: str, call: Callable[[], T]) -> T:
+        result, self.warnings = guarded(action, call, keep_warnings=True)
         return result
 
     @property

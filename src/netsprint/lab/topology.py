@@ -139,10 +139,10 @@ def conntrack_flush(netns: str) -> None:
         sock.bind((0, 0))  # the kernel picks our netlink port id
         sock.send(request)
         reply = sock.recv(65536)
-    _check_netlink_ack(reply, f"conntrack flush in {netns}")
+    check_netlink_ack(reply, f"conntrack flush in {netns}")
 
 
-def _check_netlink_ack(reply: bytes, what: str) -> None:
+def check_netlink_ack(reply: bytes, what: str) -> None:
     """An NLMSG_ERROR carrying 0 is the ack; a negative errno is the kernel's refusal."""
     if len(reply) < NLMSG_HEADER.size + 4:
         raise LabError(f"{what}: short netlink reply ({len(reply)} bytes)")
@@ -157,7 +157,7 @@ def _check_netlink_ack(reply: bytes, what: str) -> None:
 def conntrack_entries(netns: str) -> list[str]:
     """The connections conntrack tracks in `netns`, one text line each (as
     /proc/net/nf_conntrack shows them inside the namespace: CONFIG_NF_CONNTRACK_PROCFS)."""
-    text = _run_checked(netns_argv(netns, ["cat", "/proc/net/nf_conntrack"]))
+    text = run_checked(netns_argv(netns, ["cat", "/proc/net/nf_conntrack"]))
     return [line for line in text.splitlines() if line.strip()]
 
 
@@ -220,7 +220,7 @@ def check_root() -> None:
                               "run it as root, e.g. `sudo netsprint lab ...`")
 
 
-def _run_checked(argv: list[str], stdin: str | None = None) -> str:
+def run_checked(argv: list[str], stdin: str | None = None) -> str:
     try:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                               timeout=COMMAND_TIMEOUT)
@@ -236,12 +236,12 @@ def _run_checked(argv: list[str], stdin: str | None = None) -> str:
 
 def ip_batch(netns: str, commands: list[str]) -> None:
     """Run `ip` commands inside `netns` in one process (`ip -n NS -batch -`)."""
-    _run_checked(["ip", "-n", netns, "-batch", "-"], "\n".join(commands) + "\n")
+    run_checked(["ip", "-n", netns, "-batch", "-"], "\n".join(commands) + "\n")
 
 
 def nft_load(netns: str, script: str) -> None:
     """Load an nft script inside `netns`; it is one transaction, applied whole or not at all."""
-    _run_checked(netns_argv(netns, ["nft", "-f", "-"]), script)
+    run_checked(netns_argv(netns, ["nft", "-f", "-"]), script)
 
 
 def netns_exists(netns: str) -> bool:
@@ -254,7 +254,7 @@ def netns_pids(netns: str) -> list[int]:
     return [int(word) for word in out.split()]
 
 
-def _stop_pids(pids: list[int]) -> None:
+def stop_pids(pids: list[int]) -> None:
     """SIGTERM, wait up to STOP_GRACE, then SIGKILL: each PID is one we found in our lab."""
     for pid in pids:
         _signal(pid, signal.SIGTERM)
@@ -509,7 +509,7 @@ class NatLab:
 
     def _build(self) -> None:
         for netns in self.namespaces:
-            _run_checked(["ip", "netns", "add", netns])
+            run_checked(["ip", "netns", "add", netns])
             ip_batch(netns, ["link set lo up"])
         self._build_internet()
         for side in SIDES:
@@ -544,7 +544,7 @@ class NatLab:
                         f"link set {PEER_IF} up",
                         f"route add default via {plan.gateway_ip}"])
         # Forwarding is a per-namespace sysctl: this changes the router, not the host.
-        _run_checked(netns_argv(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+        run_checked(netns_argv(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
     def _remove_netns(self, netns: str) -> None:
         if not netns_exists(netns):
@@ -553,8 +553,8 @@ class NatLab:
         # `ip netns delete`; every such process was started inside this lab.
         pids = netns_pids(netns)
         if pids:
-            _stop_pids(pids)
-        _run_checked(["ip", "netns", "delete", netns])
+            stop_pids(pids)
+        run_checked(["ip", "netns", "delete", netns])
 
 
 def _check_side(side: str) -> str:

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from netsprint.lab import LabError
-from netsprint.lab.topology import (_run_checked, call_in_netns, check_root, ip_batch,
-                                    netns_argv, netns_exists, netns_pids, socket_in_netns,
-                                    _stop_pids)
+from netsprint.lab.topology import (call_in_netns, check_root, ip_batch, netns_argv,
+                                    netns_exists, netns_pids, run_checked, socket_in_netns,
+                                    stop_pids)
 
 T = TypeVar("T")
 SIDES = ("a", "b")
@@ -120,7 +120,7 @@ class VethPair:
 
     def link_stats(self, side: str) -> dict[str, int]:
         """The veth end's kernel counters (`ip -s link`): rx_packets, tx_packets, rx_bytes..."""
-        out = _run_checked(["ip", "-n", self.netns(side), "-s", "-j", "link", "show",
+        out = run_checked(["ip", "-n", self.netns(side), "-s", "-j", "link", "show",
                             "dev", self.ifname(side)])
         stats = json.loads(out)[0]["stats64"]
         return {f"{way}_{name}": int(value) for way in ("rx", "tx")
@@ -144,8 +144,8 @@ class VethPair:
     def _build(self) -> None:
         a, b = self.netns("a"), self.netns("b")
         for side in SIDES:
-            _run_checked(["ip", "netns", "add", self.netns(side)])
-            _run_checked(netns_argv(self.netns(side), ["sysctl", "-qw", *SYSCTLS]))
+            run_checked(["ip", "netns", "add", self.netns(side)])
+            run_checked(netns_argv(self.netns(side), ["sysctl", "-qw", *SYSCTLS]))
         # Born in a with its peer end placed straight into b: never in the root namespace.
         ip_batch(a, [f"link add {IFNAMES['a']} address {MACS['a']} type veth "
                      f"peer name {IFNAMES['b']} address {MACS['b']} netns {b}"])
@@ -168,8 +168,8 @@ class VethPair:
             try:
                 pids = netns_pids(netns)  # a process inside would keep the namespace alive
                 if pids:
-                    _stop_pids(pids)
-                _run_checked(["ip", "netns", "delete", netns])
+                    stop_pids(pids)
+                run_checked(["ip", "netns", "delete", netns])
             except (LabError, OSError, subprocess.SubprocessError) as exc:
                 errors.append(f"{netns}: {exc}")
         if errors:

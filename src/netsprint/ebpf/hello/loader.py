@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsprint.ebpf.records import RingTracer, c_bytes, c_text, read_record, ring_pages_cflag
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -58,37 +59,28 @@ class ExecEvent:
     filename_ok: bool
 
 
-def _c_string(raw: bytes) -> bytes:
-    return raw.split(b"\0", 1)[0]
-
-
 def decode(raw: bytes) -> ExecEvent:
     """One ring-buffer record (`struct exec_event`) -> `ExecEvent`.
 
     Raises `ExecEventDecodeError` when `raw` is shorter than the struct."""
-    if len(raw) < EVENT_SIZE:
-        raise ExecEventDecodeError(f"exec_event needs {EVENT_SIZE} bytes, got {len(raw)}", len(raw))
-    record = ExecEventStruct.from_buffer_copy(raw[:EVENT_SIZE])
+    record = read_record(ExecEventStruct, raw, ExecEventDecodeError)
     return ExecEvent(
         timestamp=record.ts_ns / 1e9,
         pid=record.pid,
         tid=record.tid,
         uid=record.uid,
-        comm=_c_string(bytes(record.comm)).decode(errors="replace"),
+        comm=c_text(record.comm),
         # os.fsdecode keeps undecodable bytes (surrogateescape), as os.listdir would
-        filename=os.fsdecode(_c_string(bytes(record.filename))),
+        filename=os.fsdecode(c_bytes(record.filename)),
         filename_ok=record.filename_len > 0,
     )
 
 
 def ring_cflags(ring_pages: int) -> list[str]:
-    """The -D flag for the ring size; the kernel wants a power-of-two number of pages."""
-    if ring_pages < 1 or ring_pages & (ring_pages - 1):
-        raise ValueError(f"ring_pages must be a power of two, got {ring_pages}")
-    return [f"-DNETSPRINT_RINGBUF_PAGES={ring_pages}"]
+    return [ring_pages_cflag(ring_pages)]
 
 
-class HelloTracer:
+class HelloTracer(RingTracer[ExecEvent]):
     """Owns the loaded hello program (one attachment to syscalls:sys_enter_execve, its ring
     buffer and maps) and the events decoded but not yet handed out by `poll`.
 
@@ -99,15 +91,14 @@ class HelloTracer:
                  run_as: str | None = None) -> None:
         from netsprint.ebpf.loader import AS_ROOT, BpfProgram
 
-        self._pending: list[ExecEvent] = []
-        self.program = BpfProgram(SOURCE, cflags=ring_cflags(ring_pages), name="hello",
-                                  run_as=run_as or AS_ROOT)
+        program = BpfProgram(SOURCE, cflags=ring_cflags(ring_pages), name="hello",
+                             run_as=run_as or AS_ROOT)
+        super().__init__(program, decode)
         try:
             self.pid = pid
-            self.program.attach_tracepoint(TRACEPOINT, FN_NAME)
-            self.program.open_ring_buffer("events", self._on_record)
+            program.attach_tracepoint(TRACEPOINT, FN_NAME)
         except BaseException:
-            self.program.close()
+            program.close()
             raise
 
     @property
@@ -119,25 +110,7 @@ class HelloTracer:
     def pid(self, pid: int | None) -> None:
         self.program["filter"][ctypes.c_int(0)] = ctypes.c_uint32(pid or 0)
 
-    def _on_record(self, raw: bytes) -> None:
-        self._pending.append(decode(raw))
-
-    def poll(self, timeout: float = 0.0) -> list[ExecEvent]:
-        """Wait up to `timeout` seconds for records; return every event decoded since the last call."""
-        self.program.poll(timeout)
-        events, self._pending = self._pending, []
-        return events
-
     @property
     def lost_events(self) -> int:
         """Records the program could not reserve because the ring buffer was full."""
         return int(self.program["lost"][ctypes.c_int(0)].value)
-
-    def close(self) -> None:
-        self.program.close()
-
-    def __enter__(self) -> HelloTracer:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netsprint.ebpf.loader import AS_ROOT, BpfProgram
+from netsprint.ebpf.records import read_record
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -73,9 +74,7 @@ class MapRecord:
 def decode(raw: bytes) -> MapRecord:
     """One ring- or perf-buffer record -> `MapRecord`. Pure. Perf records may carry padding
     after the struct (the kernel rounds samples up to 8 bytes), so longer is fine."""
-    if len(raw) < RECORD_SIZE:
-        raise MapRecordDecodeError(f"a map_record is {RECORD_SIZE} bytes, got {len(raw)}", len(raw))
-    rec = MapRecordStruct.from_buffer_copy(raw[:RECORD_SIZE])
+    rec = read_record(MapRecordStruct, raw, MapRecordDecodeError)
     return MapRecord(seq=rec.seq, ts_ns=rec.ts_ns, tgid=rec.tgid, cpu=rec.cpu)
 
 

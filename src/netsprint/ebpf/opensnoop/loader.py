@@ -9,11 +9,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsprint.ebpf.records import RingTracer, c_bytes, c_text, read_record, ring_pages_cflag
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -73,10 +73,6 @@ def describe_flags(flags: int) -> str:
     return "|".join(names)
 
 
-def _c_string(raw: bytes) -> bytes:
-    return raw.split(b"\0", 1)[0]
-
-
 @dataclass(frozen=True)
 class OpenEvent:
     """One finished openat(2): who called it, on what, and what it returned."""
@@ -119,33 +115,29 @@ def decode(raw: bytes) -> OpenEvent:
     """One ring-buffer record (`struct open_event`) -> `OpenEvent`.
 
     Raises `OpenEventDecodeError` when `raw` is shorter than the struct."""
-    if len(raw) < EVENT_SIZE:
-        raise OpenEventDecodeError(f"open_event needs {EVENT_SIZE} bytes, got {len(raw)}", len(raw))
-    record = OpenEventStruct.from_buffer_copy(raw[:EVENT_SIZE])
+    record = read_record(OpenEventStruct, raw, OpenEventDecodeError)
     return OpenEvent(
         timestamp=record.ts_ns / 1e9,
         pid=record.pid,
         tid=record.tid,
         uid=record.uid,
-        comm=_c_string(bytes(record.comm)).decode(errors="replace"),
+        comm=c_text(record.comm),
         flags=record.flags,
         ret=record.ret,
         # os.fsdecode keeps undecodable bytes (surrogateescape), as os.listdir would
-        filename=os.fsdecode(_c_string(bytes(record.filename))),
+        filename=os.fsdecode(c_bytes(record.filename)),
     )
 
 
 def build_cflags(pid: int | None, ring_pages: int) -> list[str]:
     """The -D flags for opensnoop.bpf.c; the kernel wants a power-of-two ring of whole pages."""
-    if ring_pages < 1 or ring_pages & (ring_pages - 1):
-        raise ValueError(f"ring_pages must be a power of two, got {ring_pages}")
-    flags = [f"-DNETSPRINT_RINGBUF_PAGES={ring_pages}"]
+    flags = [ring_pages_cflag(ring_pages)]
     if pid is not None:
         flags.append(f"-DNETSPRINT_TGID={int(pid)}")
     return flags
 
 
-class OpenSnoop:
+class OpenSnoop(RingTracer[OpenEvent]):
     """Owns the loaded opensnoop program (three tracepoint attachments, its ring buffer and
     maps) and the events decoded but not yet handed out by `poll`.
 
@@ -158,41 +150,15 @@ class OpenSnoop:
         from netsprint.ebpf.loader import AS_ROOT, BpfProgram
 
         self.pid = pid
-        self._pending: list[OpenEvent] = []
-        self.program = BpfProgram(SOURCE, cflags=build_cflags(pid, ring_pages),
-                                  name="opensnoop", run_as=run_as or AS_ROOT)
+        program = BpfProgram(SOURCE, cflags=build_cflags(pid, ring_pages),
+                             name="opensnoop", run_as=run_as or AS_ROOT)
+        super().__init__(program, decode)
         try:
             for tracepoint, fn_name in TRACEPOINTS:
-                self.program.attach_tracepoint(tracepoint, fn_name)
-            self.program.open_ring_buffer("events", self._on_record)
+                program.attach_tracepoint(tracepoint, fn_name)
         except BaseException:
-            self.program.close()
+            program.close()
             raise
-
-    def _on_record(self, raw: bytes) -> None:
-        self._pending.append(decode(raw))
-
-    def poll(self, timeout: float = 0.0) -> list[OpenEvent]:
-        """Wait up to `timeout` seconds for records; return every event decoded since the last call."""
-        self.program.poll(timeout)
-        events, self._pending = self._pending, []
-        return events
-
-    def collect(self, seconds: float, step: float = 0.05) -> list[OpenEvent]:
-        """Poll until `seconds` have passed (a poll returns early whenever records arrive)."""
-        deadline = time.monotonic() + seconds
-        events: list[OpenEvent] = []
-        while (left := deadline - time.monotonic()) > 0:
-            events += self.poll(min(step, left))
-        return events
-
-    def drain(self, rounds: int = 3, timeout: float = 0.05) -> list[OpenEvent]:
-        """Poll a few short rounds and return everything: what is already in the ring when
-        the caller has finished its own activity."""
-        events: list[OpenEvent] = []
-        for _ in range(rounds):
-            events += self.poll(timeout)
-        return events
 
     @property
     def lost_events(self) -> int:
@@ -205,15 +171,6 @@ class OpenSnoop:
 
     def clear_read_bytes(self) -> None:
         self.program["read_bytes"].clear()
-
-    def close(self) -> None:
-        self.program.close()
-
-    def __enter__(self) -> OpenSnoop:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 def for_pid(events: Iterable[OpenEvent], pid: int) -> list[OpenEvent]:

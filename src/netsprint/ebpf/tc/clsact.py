@@ -15,8 +15,8 @@ from __future__ import annotations
 import socket
 import struct
 
-from netsprint.lab.topology import (NLM_F_ACK, NLM_F_REQUEST, NLMSG_HEADER, _check_netlink_ack,
-                                    _run_checked, call_in_netns, netns_exists, socket_in_netns)
+from netsprint.lab.topology import (NLM_F_ACK, NLM_F_REQUEST, NLMSG_HEADER, check_netlink_ack,
+                                    run_checked, call_in_netns, netns_exists, socket_in_netns)
 
 NETLINK_ROUTE = 0           # linux/netlink.h
 RTM_NEWTFILTER = 44         # linux/rtnetlink.h
@@ -39,7 +39,7 @@ def tc_argv(netns: str | None, args: list[str]) -> list[str]:
 
 def add_clsact(netns: str | None, ifname: str) -> None:
     """Give `ifname` a clsact qdisc: two hooks (ingress, egress) and no queueing."""
-    _run_checked(tc_argv(netns, ["qdisc", "add", "dev", ifname, "clsact"]))
+    run_checked(tc_argv(netns, ["qdisc", "add", "dev", ifname, "clsact"]))
 
 
 def remove_clsact(netns: str | None, ifname: str) -> None:
@@ -47,7 +47,7 @@ def remove_clsact(netns: str | None, ifname: str) -> None:
     (and so the interface) is already gone."""
     if netns is not None and not netns_exists(netns):
         return
-    _run_checked(tc_argv(netns, ["qdisc", "del", "dev", ifname, "clsact"]))
+    run_checked(tc_argv(netns, ["qdisc", "del", "dev", ifname, "clsact"]))
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -79,4 +79,4 @@ def attach_filter(netns: str | None, ifname: str, prog_fd: int, name: str,
         sock.settimeout(5.0)
         sock.bind((0, 0))
         sock.send(filter_request(ifindex, prog_fd, name, hook))
-        _check_netlink_ack(sock.recv(65536), f"tc filter add dev {ifname} {hook} bpf {name}")
+        check_netlink_ack(sock.recv(65536), f"tc filter add dev {ifname} {hook} bpf {name}")

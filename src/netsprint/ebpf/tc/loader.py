@@ -11,9 +11,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from netsprint.ebpf.loader import AS_ROOT, BpfProgram, require_bpf
+from netsprint.ebpf.loader import AS_ROOT, BpfProgram, guarded, require_bpf
 from netsprint.ebpf.tc.clsact import add_clsact, attach_filter, remove_clsact
-from netsprint.ebpf.xdp.loader import quietly
 
 SOURCE = Path(__file__).with_name("tc_egress.bpf.c")
 HEADER = Path(__file__).with_name("tc_egress.h")
@@ -99,7 +98,7 @@ class TcEgress:
         from bcc import BPF
 
         function = self.program.load_func(FUNCTION, BPF.SCHED_CLS)
-        quietly(f"attaching {FUNCTION} to {self.ifname} egress",
+        guarded(f"attaching {FUNCTION} to {self.ifname} egress",
                 lambda: attach_filter(self.netns, self.ifname, function.fd, FUNCTION))
 
     def set_limit(self, bucket: TcBucket) -> None:

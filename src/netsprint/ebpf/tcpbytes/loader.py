@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsprint.ebpf.records import read_record
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -133,9 +134,7 @@ RECORD_SIZE = ctypes.sizeof(ConnRecord)
 
 def decode(raw: bytes) -> ConnBytes:
     """Decode one `struct tcpbytes_conn` (a ring-buffer record or a `conns` map value)."""
-    if len(raw) < RECORD_SIZE:
-        raise ConnRecordError(f"a tcpbytes record has {RECORD_SIZE} bytes, got {len(raw)}", len(raw))
-    rec = ConnRecord.from_buffer_copy(raw[:RECORD_SIZE])
+    rec = read_record(ConnRecord, raw, ConnRecordError)
     if rec.family not in (socket.AF_INET, socket.AF_INET6):
         raise ConnRecordError(f"unknown address family {rec.family}", ConnRecord.family.offset)
     return ConnBytes(

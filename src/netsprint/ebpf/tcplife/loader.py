@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netsprint.ebpf.loader import BpfLoadError, BpfProgram
+from netsprint.ebpf.records import c_text, read_record
 from netsprint.errors import DecodeError
 
 SOURCE = Path(__file__).with_name("tcplife.bpf.c")
@@ -122,10 +123,7 @@ def _address(family: int, raw: bytes) -> IPAddress:
 def decode(raw: bytes) -> TcpEvent:
     """One ring-buffer record -> `TcpEvent`. Raises `TcpLifeDecodeError` on a short record,
     an unknown kind or an unknown address family."""
-    if len(raw) < RECORD_SIZE:
-        raise TcpLifeDecodeError(f"record of {len(raw)} bytes, struct tcplife_event has {RECORD_SIZE}",
-                                 len(raw))
-    rec = TcpLifeRecord.from_buffer_copy(raw[:RECORD_SIZE])
+    rec = read_record(TcpLifeRecord, raw, TcpLifeDecodeError)
     try:
         kind = EventKind(rec.kind)
     except ValueError:
@@ -136,7 +134,7 @@ def decode(raw: bytes) -> TcpEvent:
     lifetime = rec.lifetime_ns / 1e9 if kind == EventKind.CLOSE else None
     return TcpEvent(
         kind=kind, timestamp=rec.ts_ns / 1e9, pid=rec.pid,
-        comm=bytes(rec.comm).split(b"\0", 1)[0].decode(errors="replace"),
+        comm=c_text(rec.comm),
         family=rec.family, saddr=_address(rec.family, bytes(rec.saddr)), sport=rec.sport,
         daddr=_address(rec.family, bytes(rec.daddr)), dport=rec.dport,
         latency=latency, lifetime=lifetime, active=bool(rec.flags & FLAG_ACTIVE),

@@ -4,7 +4,7 @@ Pure parts (gradable without root): `lpm_key(cidr)` builds the LPM-trie key the 
 expects, `longest_match(rules, address)` is the same longest-prefix lookup in Python.
 `XdpBlocklist` owns the loaded program and its attachment; `attach_xdp(program, fn, ifname,
 netns, mode)` attaches any loaded program's XDP function (a learner's too) and registers the
-detach with the program's `close()`. `quietly(action, call)` keeps libbpf's messages off stderr.
+detach with the program's `close()`. `guarded(action, call)` keeps libbpf's messages off stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from netsprint.ebpf.loader import AS_ROOT, BpfProgram, captured_stderr, explain
+from netsprint.ebpf.loader import AS_ROOT, BpfProgram, guarded
 
 SOURCE = Path(__file__).with_name("xdp_blocklist.bpf.c")
 HEADER = Path(__file__).with_name("xdp_blocklist.h")
@@ -96,17 +96,6 @@ class XdpCounters:
         return {cidr: n for cidr, (action, n) in self.rules.items() if action == "drop"}
 
 
-def quietly(action: str, call: Callable[[], T]) -> T:
-    """`call()` with libbpf's messages kept off stderr; a failure becomes a BpfLoadError
-    that carries them."""
-    with captured_stderr() as err:
-        try:
-            return call()
-        except Exception as exc:  # bcc raises bare Exception
-            failure = exc
-    raise explain(action, failure, err.text) from failure
-
-
 def _in_netns(netns: str | None, function: Callable[..., T], *args: object) -> T:
     if netns is None:
         return function(*args)
@@ -127,7 +116,7 @@ def attach_xdp(program: BpfProgram, fn_name: str, ifname: str, netns: str | None
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     function = program.load_func(fn_name, BPF.XDP)
     flags, bpf, device = MODES[mode], program.bpf, ifname.encode()
-    quietly(f"attaching {fn_name} to {ifname} ({mode} mode)",
+    guarded(f"attaching {fn_name} to {ifname} ({mode} mode)",
             lambda: _in_netns(netns, bpf.attach_xdp, device, function, flags))
     program.on_close(lambda: _detach_xdp(bpf, device, netns, flags))
 
