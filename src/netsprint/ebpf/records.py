@@ -42,6 +42,11 @@ def ring_pages_cflag(ring_pages: int) -> str:
     return f"-DNETSPRINT_RINGBUF_PAGES={ring_pages}"
 
 
+def lost_events(program) -> int:
+    """lost[0]: the records a program's full ring buffer refused."""
+    return int(program["lost"][ctypes.c_int(0)].value)
+
+
 class RingTracer(Generic[E]):
     """Owns one loaded program (a `BpfProgram`, given by the subclass) and the events its
     ring buffer `events` delivered but `poll` has not handed out yet."""
@@ -84,6 +89,11 @@ class RingTracer(Generic[E]):
         for _ in range(rounds):
             events += self.poll(timeout)
         return events
+
+    @property
+    def lost_events(self) -> int:
+        """Records the ring buffer refused because it was full (each program's `lost` array)."""
+        return lost_events(self.program)
 
     def close(self) -> None:
         self.program.close()

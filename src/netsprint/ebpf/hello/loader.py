@@ -110,7 +110,3 @@ class HelloTracer(RingTracer[ExecEvent]):
     def pid(self, pid: int | None) -> None:
         self.program["filter"][ctypes.c_int(0)] = ctypes.c_uint32(pid or 0)
 
-    @property
-    def lost_events(self) -> int:
-        """Records the program could not reserve because the ring buffer was full."""
-        return int(self.program["lost"][ctypes.c_int(0)].value)

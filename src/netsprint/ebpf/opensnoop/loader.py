@@ -160,10 +160,6 @@ class OpenSnoop(RingTracer[OpenEvent]):
             program.close()
             raise
 
-    @property
-    def lost_events(self) -> int:
-        """Records the program could not reserve because the ring buffer was full."""
-        return int(self.program["lost"][ctypes.c_int(0)].value)
 
     def read_bytes(self) -> dict[int, int]:
         """pid -> bytes its read(2) calls returned since the program was loaded."""

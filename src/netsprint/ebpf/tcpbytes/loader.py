@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netsprint.ebpf.records import read_record
+from netsprint.ebpf.records import lost_events, read_record
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -189,6 +189,11 @@ class TcpBytesTracer:
     def per_ip(self) -> dict[str, IpTotals]:
         """Remote address -> totals since the tracer was loaded (closed and open connections)."""
         return dict(decode_ip_totals(bytes(k), bytes(v)) for k, v in self._program["per_ip"].items())
+
+    @property
+    def lost_events(self) -> int:
+        """Records the ring buffer refused because it was full (the reader was too slow)."""
+        return lost_events(self._program)
 
     def close(self) -> None:
         self._program.close()

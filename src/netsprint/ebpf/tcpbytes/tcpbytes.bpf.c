@@ -64,6 +64,9 @@ BPF_HASH(conns, __u64, struct tcpbytes_conn, 16384);
 // so an LRU hash: when full it evicts the coldest address instead of refusing new ones.
 BPF_TABLE("lru_hash", struct tcpbytes_ip_key, struct tcpbytes_ip_totals, per_ip, 4096);
 // One record per connection when its socket is destroyed.
+// lost[0]: records the full ring buffer refused (the reader was too slow). bcc rewrites
+// map calls only in the main file, so each program declares its own.
+BPF_ARRAY(lost, __u64, 1);
 BPF_RINGBUF_OUTPUT(closed, 64);
 
 static __always_inline void remember_opener(struct tcpbytes_conn *conn)
@@ -199,7 +202,12 @@ int ns_tcpb_destroy(struct destroy_args *args)
     if (conn->established) {
         if (conn->end_ns == 0)
             conn->end_ns = bpf_ktime_get_ns();
-        closed.ringbuf_output(conn, sizeof(*conn), 0);
+        if (closed.ringbuf_output(conn, sizeof(*conn), 0) != 0) {
+            __u32 key = 0;
+            __u64 *count = lost.lookup(&key);
+            if (count)
+                __sync_fetch_and_add(count, 1);
+        }
     }
     conns.delete(&sk);
     return 0;

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netsprint.ebpf.loader import BpfLoadError, BpfProgram
-from netsprint.ebpf.records import c_text, read_record
+from netsprint.ebpf.records import c_text, lost_events, read_record
 from netsprint.errors import DecodeError
 
 SOURCE = Path(__file__).with_name("tcplife.bpf.c")
@@ -228,6 +228,11 @@ class TcpLifeTracer:
     @property
     def program(self) -> BpfProgram:
         return self._program
+
+    @property
+    def lost_events(self) -> int:
+        """Records the ring buffer refused because it was full (the reader was too slow)."""
+        return lost_events(self._program)
 
     def close(self) -> None:
         self._program.close()

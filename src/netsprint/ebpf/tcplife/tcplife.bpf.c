@@ -67,6 +67,9 @@ struct tcplife_conn {
 // evicts the least recently touched socket instead, the one least likely to still matter.
 BPF_TABLE("lru_hash", __u64, struct tcplife_conn, conns, 16384);
 
+// lost[0]: records the full ring buffer refused (the reader was too slow). bcc rewrites
+// map calls only in the main file, so each program declares its own.
+BPF_ARRAY(lost, __u64, 1);
 BPF_RINGBUF_OUTPUT(events, 64);  // 64 pages = 256 KiB, ~2700 records of 96 bytes
 
 #ifdef NETSPRINT_TCPLIFE_KPROBES
@@ -112,7 +115,12 @@ static __always_inline void emit(struct set_state_args *args, struct tcplife_con
     ev.pid = conn->pid;
     __builtin_memcpy(ev.comm, conn->comm, sizeof(ev.comm));
     copy_tuple(&ev, args);
-    events.ringbuf_output(&ev, sizeof(ev), 0);
+    if (events.ringbuf_output(&ev, sizeof(ev), 0) != 0) {
+        __u32 key = 0;
+        __u64 *count = lost.lookup(&key);
+        if (count)
+            __sync_fetch_and_add(count, 1);
+    }
 }
 
 static __always_inline __u64 connect_start(__u64 key, __u64 now)
