@@ -100,6 +100,22 @@ def test_weeks_are_named_week00_to_week26(tmp_path):
         CourseRoot.find(tmp_path)
 
 
+def test_netsprint_root_names_the_course_a_graded_notebook_belongs_to(tmp_path, monkeypatch):
+    course = tmp_path / "course"
+    (course / "solutions").mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text("")
+    elsewhere = tmp_path / "grading-copy"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("NETSPRINT_ROOT", str(course))
+    assert CourseRoot.find().root == course.resolve()
+    with pytest.raises(CourseError, match="no workbook found"):
+        CourseRoot.find(elsewhere)  # an explicit start still searches from there
+    monkeypatch.setenv("NETSPRINT_ROOT", str(elsewhere))
+    with pytest.raises(CourseError, match="NETSPRINT_ROOT=.* is not a netsprint checkout"):
+        CourseRoot.find()
+
+
 def test_commands_select_weeks_checked_sorted_once_each(tmp_path):
     for name in ("week01", "week00", "notes"):
         (tmp_path / "solutions" / name).mkdir(parents=True)

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from netsprint.course.nbconfig import COURSE_ID, LEARNER, gradebook_url
-from netsprint.course.paths import GRADES_VERSION, CourseRoot, read_json, write_json
+from netsprint.course.paths import GRADES_VERSION, ROOT_ENV, CourseRoot, read_json, write_json
 from netsprint.course.timeouts import cell_timeout
 from netsprint.course.workspace import (
     IGNORED, generate_release, submission_dir, temporary_course,
@@ -82,7 +82,7 @@ def grade(course: CourseRoot, weeks: list[str], notebooks: Path, limits: Limits 
             for name in source_notebooks(tmp, week):
                 if progress:
                     progress.update(task, description=f"grading {week}/{name}")
-                results.append(grade_notebook(tmp, week, name, limits))
+                results.append(grade_notebook(tmp, week, name, limits, course.root))
                 if progress:
                     progress.advance(task)
     return results
@@ -99,7 +99,8 @@ def copy_submission(learner_week: Path, dest: Path) -> None:
         dest.mkdir(parents=True)
 
 
-def grade_notebook(tmp: Path, week: str, name: str, limits: Limits) -> NotebookResult:
+def grade_notebook(tmp: Path, week: str, name: str, limits: Limits,
+                   course_root: Path) -> NotebookResult:
     started = time.monotonic()
     source = SourceNotebook.read(tmp / "solutions" / week / name)
     if not (submission_dir(tmp, week) / name).exists():
@@ -107,7 +108,7 @@ def grade_notebook(tmp: Path, week: str, name: str, limits: Limits) -> NotebookR
             f"{week}/{name} is missing from your notebooks: `netsprint release {week}` "
             "brings back a fresh copy"))
     wall = limits.notebook or source.budget(limits.cell)
-    error = run_worker(tmp, week, name.removesuffix(".ipynb"), limits.cell, wall)
+    error = run_worker(tmp, week, name.removesuffix(".ipynb"), limits.cell, wall, course_root)
     result = read_result(tmp, week, name, source)
     if error:
         result.error = error
@@ -139,13 +140,15 @@ class SourceNotebook:
 
 
 def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
-               wall: float) -> str | None:
+               wall: float, course_root: Path) -> str | None:
     """Run the autograde worker; returns an error message, or None when it finished."""
     cmd = [sys.executable, "-m", "netsprint.course.autograde_worker", str(tmp), week, notebook_id]
     if cap:
         cmd += ["--cell-timeout", str(cap)]
+    # The notebook runs in `tmp`; cells that ask for the learner's course (progress) get it.
+    env = {**os.environ, ROOT_ENV: str(course_root)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=tmp)
+                            start_new_session=True, cwd=tmp, env=env)
     try:
         _, stderr = proc.communicate(timeout=wall)
     except subprocess.TimeoutExpired:
