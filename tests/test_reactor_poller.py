@@ -82,15 +82,42 @@ def test_peer_close_is_reported_as_readable(poller, pair):
     assert a.recv(1) == b""
 
 
-def test_poll_timeout_is_in_seconds(poller, pair):
-    """0.05 means 50 ms: not 0 (a busy loop), not 50 s (a units mix-up). The upper bound
-    is loose on purpose, for a loaded machine."""
-    import time
-    a, _ = pair
-    poller.register(a.fileno(), READABLE)
-    start = time.monotonic()
-    assert poller.poll(0.05) == []
-    assert 0.04 <= time.monotonic() - start < 5.0
+class RecordingWait:
+    """Stands in for the object a backend waits with; records the timeout it is given."""
+
+    def __init__(self) -> None:
+        self.timeouts: list = []
+
+    def poll(self, timeout=None):
+        self.timeouts.append(timeout)
+        return []
+
+    def select(self, readers, writers, errors, timeout=None):
+        self.timeouts.append(timeout)
+        return [], [], []
+
+
+@pytest.mark.parametrize("backend,kernel_timeouts", [
+    ("epoll", [0.05, 0.0004, -1]),  # epoll.poll takes seconds; -1 blocks
+    ("poll", [50, 1, None]),  # poll.poll takes ms, rounded up: 0.4 ms must not become 0
+    ("select", [0.05, 0.0004, None]),  # select.select takes seconds
+])
+def test_poll_timeout_is_seconds_in_the_unit_each_system_call_takes(backend,
+                                                                   kernel_timeouts,
+                                                                   monkeypatch):
+    """0.05 means 50 ms: not 0 (a busy loop), not 50 s (a units mix-up); None blocks."""
+    wait = RecordingWait()
+    p = make_poller(backend)
+    if backend == "epoll":
+        p._epoll.close()
+        p._epoll = wait
+    elif backend == "poll":
+        p._poll = wait
+    else:
+        monkeypatch.setattr(select, "select", wait.select)
+    for timeout in (0.05, 0.0004, None):
+        assert p.poll(timeout) == []
+    assert wait.timeouts == kernel_timeouts
 
 
 @pytest.mark.parametrize("backend", ["poll", "select"])

@@ -19,6 +19,7 @@ from netsprint.reactor import (READABLE, WRITABLE, EventLoop, Protocol, TcpConne
                                TcpListener)
 from netsprint.reactor.background import serving_in_thread
 from netsprint.reactor.echo import EchoProtocol
+from netsprint.reactor.tcp import HIGH_WATER_BYTES, RECV_SIZE_BYTES
 
 pytestmark = pytest.mark.net
 
@@ -467,6 +468,71 @@ def test_a_burst_bigger_than_one_recv_is_fully_echoed(edge, loop):
         loop.run_until(lambda: len(client.data) >= len(payload), timeout=10)
         assert client.data == payload
         conn.abort()
+
+
+class WatchedEcho(EchoProtocol):
+    """The echo protocol, noting when the watermarks pause and resume it."""
+
+    __slots__ = ("flow",)
+
+    def connection_made(self, conn):
+        self.flow = []
+        super().connection_made(conn)
+
+    def pause_writing(self):
+        self.flow.append("pause")
+        super().pause_writing()
+
+    def resume_writing(self):
+        self.flow.append("resume")
+        super().resume_writing()
+
+
+@pytest.mark.parametrize("edge", [False, True])
+def test_echo_stops_reading_from_a_client_that_does_not_read(edge, loop):
+    """A client that only sends: past the high watermark the echo stops reading it, so the
+    server buffers a bounded amount; once the client reads, the echo reads again and
+    every byte comes back in order."""
+    total = 4 * 1024 * 1024
+    payload = pattern(0, total)
+    with TcpListener(loop, HOST, 0, WatchedEcho, edge=edge) as listener, \
+            socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        client.connect((HOST, listener.port))
+        client.setblocking(False)
+        loop.run_until(lambda: listener.connections, timeout=5)
+        (server_conn,) = listener.connections
+        sent, got = 0, bytearray()
+
+        def push() -> None:
+            nonlocal sent
+            with contextlib.suppress(BlockingIOError):
+                while sent < total:
+                    sent += client.send(payload[sent:sent + 65536])
+
+        def paused() -> bool:
+            push()
+            return "pause" in server_conn.protocol.flow
+
+        loop.run_until(paused, timeout=10)
+        received_at_pause = server_conn.bytes_received
+        for _ in range(20):  # the client keeps sending: bytes wait in the kernel, unread
+            push()
+            loop.run_once(0.01)
+        assert sent > received_at_pause
+        assert server_conn.bytes_received == received_at_pause
+        assert server_conn.buffered_bytes <= HIGH_WATER_BYTES + RECV_SIZE_BYTES
+
+        def all_echoed() -> bool:
+            push()
+            with contextlib.suppress(BlockingIOError):
+                while chunk := client.recv(65536):
+                    got.extend(chunk)
+            return len(got) == total
+
+        loop.run_until(all_echoed, timeout=30)
+        assert got == payload
+        assert "resume" in server_conn.protocol.flow  # reading resumed as the buffer drained
 
 
 def test_edge_mode_needs_epoll():

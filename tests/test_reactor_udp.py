@@ -4,6 +4,7 @@ send queue."""
 from __future__ import annotations
 
 import errno
+import select
 import socket
 
 import pytest
@@ -51,6 +52,14 @@ def closed_udp_port() -> int:
     port = probe.getsockname()[1]
     probe.close()
     return port
+
+
+def error_pending(sock: UdpSocket, timeout_ms: int = 5000) -> bool:
+    """Wait until the socket has an error pending (poll(2) reports POLLERR whatever the
+    events asked for), without reading it."""
+    waiter = select.poll()
+    waiter.register(sock._fd, 0)
+    return any(events & select.POLLERR for _, events in waiter.poll(timeout_ms))
 
 
 def test_round_trip_keeps_datagram_boundaries(loop):
@@ -165,8 +174,9 @@ def test_a_send_that_only_returns_an_earlier_error_is_retried(loop):
     with UdpSocket(loop, (HOST, 0), proto) as sock, \
             UdpSocket(loop, (HOST, 0), receiver_proto) as receiver:
         sock.sendto(b"to nobody", dead)
-        # No loop iteration in between: on loopback the ICMP usually arrives during the
-        # first sendto, so this sendto meets the pending error.
+        # No loop iteration in between, so nothing reads the error first; wait (outside
+        # the loop) until the ICMP has arrived, so this sendto meets the pending error.
+        assert error_pending(sock)
         sock.sendto(b"to someone", receiver.sockname)
         loop.run_until(lambda: proto.errors and receiver_proto.datagrams, timeout=5)
         for _ in range(3):

@@ -18,18 +18,32 @@ from netsprint.reactor.tcp import TcpConnection, TcpListener
 
 
 class EchoProtocol(Protocol):
-    """Writes back every byte it reads; owns nothing but its connection's `write`."""
+    """Writes back every byte it reads; owns nothing but references to its connection.
+
+    Backpressure: a client that sends but does not read would make the output buffer grow
+    without bound. Past the high watermark the connection stops reading from it (the
+    kernel's buffers fill and the client's own send blocks), and reads again once the
+    buffer has drained to the low watermark."""
 
     # The fast path: `data_received` is a slot holding the connection's bound `write`
     # (a subclass slot shadows the base class method), so each message goes from the
     # connection's read callback straight into write(): one Python call fewer.
-    __slots__ = ("data_received",)
+    __slots__ = ("data_received", "_conn")
 
     def connection_made(self, conn: TcpConnection) -> None:
+        self._conn = conn
         self.data_received = conn.write
 
+    def pause_writing(self) -> None:
+        self._conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._conn.resume_reading()
+
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.data_received = _discard  # drop the bound method: no protocol <-> conn cycle
+        # Drop the connection and its bound method: no protocol <-> conn cycle.
+        self._conn = None
+        self.data_received = _discard
 
 
 def _discard(data: bytes) -> None:
@@ -48,8 +62,8 @@ def run_server(host: str = "127.0.0.1", port: int = 7000, sub_reactors: int = 0,
             else:
                 server = TcpListener(loop, host, port, EchoProtocol, edge=edge)
         except OSError as exc:  # EADDRINUSE, EACCES: say it in one line, not a traceback
-            raise ReactorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") \
-                from exc
+            raise ReactorError(f"cannot listen on {short_addr((host, port))}: "
+                               f"{exc.strerror or exc}") from exc
         try:
             print(f"netsprint echo server listening on {short_addr(server.sockname)} "
                   f"(backend {backend}, sub-reactors {sub_reactors}"

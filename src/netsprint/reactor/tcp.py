@@ -72,6 +72,12 @@ _OUT_OF_FDS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 _OUT_OF_MEMORY_ERRNOS = frozenset({errno.ENOBUFS, errno.ENOMEM})
 
 
+def _refuse_edge_without_epoll(loop: EventLoop, edge: bool) -> None:
+    if edge and not loop.supports_edge:
+        raise ReactorError(f"edge-triggered connections need the epoll backend, "
+                           f"not {loop.backend}")
+
+
 def _socket_error(sock: socket.socket) -> OSError | None:
     err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     return OSError(err, os.strerror(err)) if err else None
@@ -100,9 +106,7 @@ class TcpConnection:
         `registry`: a set the connection stays in while open, so its owner (a listener,
         a sub-reactor) can abort what is still open when it shuts down.
         """
-        if edge and not loop.supports_edge:
-            raise ReactorError(f"edge-triggered connections need the epoll backend, "
-                               f"not {loop.backend}")
+        _refuse_edge_without_epoll(loop, edge)
         if not 0 <= low_water_bytes <= high_water_bytes:
             raise ReactorError("watermarks must satisfy 0 <= low_water_bytes <= high_water_bytes")
         sock.setblocking(False)
@@ -509,9 +513,7 @@ class TcpListener:
                  high_water_bytes: int = HIGH_WATER_BYTES,
                  low_water_bytes: int = LOW_WATER_BYTES, accept_batch: int = ACCEPT_BATCH,
                  on_accept: Callable[[socket.socket, Any], Any] | None = None) -> None:
-        if edge and not loop.supports_edge:
-            raise ReactorError(f"edge-triggered connections need the epoll backend, "
-                               f"not {loop.backend}")
+        _refuse_edge_without_epoll(loop, edge)
         self._loop = loop
         self._protocol_factory = protocol_factory
         self._edge = edge

@@ -157,8 +157,7 @@ class UdpSocket:
             if self._sock is None:
                 return reported
         if not reported and fallback is not None:
-            if not hasattr(fallback, "address"):
-                fallback.address = None
+            _attach_destination(fallback, None)  # error_received may always read .address
             self._protocol.error_received(fallback)
         return reported
 

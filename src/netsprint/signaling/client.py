@@ -23,11 +23,12 @@ from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.protocols import Protocol
 from netsprint.reactor.tcp import TcpConnection
 from netsprint.signaling import protocol as p
+from netsprint.signaling.core import HEARTBEAT_TIMEOUT
 from netsprint.signaling.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_INTERVAL = 10.0  # seconds; a third of the server's default 30 s timeout
+HEARTBEAT_INTERVAL = HEARTBEAT_TIMEOUT / 3  # seconds: one lost heartbeat is not fatal
 
 
 class SignalingClosed(NetsprintError, ConnectionError):
@@ -89,9 +90,9 @@ class SignalingClient(Protocol):
         self.send(p.Register(peer_id=peer_id))
 
     def send(self, msg: p.Message) -> None:
-        frame = encode_frame(p.encode_message(msg), self.max_frame_bytes)
         if self.closed:
             raise SignalingClosed("send() on a closed signaling client")
+        frame = encode_frame(p.encode_message(msg), self.max_frame_bytes)
         if self.connected:
             self._conn.write(frame)
         else:
@@ -159,7 +160,7 @@ class BlockingSignalingClient:
     """A blocking signaling connection for notebooks and scripts. Owns its socket.
 
     No automatic heartbeat: send `Heartbeat(seq)` yourself if you stay silent for longer
-    than the server's timeout (30 s by default).
+    than the server's timeout (HEARTBEAT_TIMEOUT, 30 s by default).
     """
 
     def __init__(self, host: str, port: int, timeout: float = 5.0,

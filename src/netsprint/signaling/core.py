@@ -239,8 +239,11 @@ class SignalingCore:
                                                 relay=relay, lifetime=grant.lifetime))]
 
     def _send(self, conn: _Connection, msg: p.Message) -> Send:
+        return self._send_payload(conn, p.encode_message(msg))
+
+    def _send_payload(self, conn: _Connection, payload: bytes) -> Send:
         self.stats["frames_out"] += 1
-        return Send(conn.conn_id, p.encode_message(msg))
+        return Send(conn.conn_id, payload)
 
     def _error(self, conn: _Connection, code: str, reason: str,
                ref: str | None = None) -> list[Action]:
@@ -265,7 +268,7 @@ class SignalingCore:
         del self._peers[conn.peer_id]
         if self.relay is not None:
             self.relay.release_peer(conn.peer_id)
-        left = p.PeerLeft(peer_id=conn.peer_id)
+        left = p.encode_message(p.PeerLeft(peer_id=conn.peer_id))  # once, for every contact
         actions: list[Action] = []
         for contact_id in conn.contacts:
             contact = self._conns.get(contact_id)
@@ -274,7 +277,7 @@ class SignalingCore:
             contact.contacts.discard(conn.conn_id)
             if contact.peer_id is not None:
                 self.stats["peer_left_sent"] += 1
-                actions.append(self._send(contact, left))
+                actions.append(self._send_payload(contact, left))
         return actions
 
     def _touch(self, conn: _Connection, now: float) -> None:

@@ -197,6 +197,10 @@ def encode_message(msg: Message) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _endpoint_json(e: Endpoint) -> dict[str, Any]:
+    return {"ip": e.ip, "port": e.port}
+
+
 def _candidate_json(c: CandidateAddr) -> dict[str, Any]:
     return {"ip": c.ip, "port": c.port, "kind": c.kind}
 
@@ -225,8 +229,7 @@ def _encode_error(msg: Error) -> dict[str, Any]:
 
 _ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     Register: lambda m: {"peer_id": m.peer_id},
-    Registered: lambda m: {"peer_id": m.peer_id,
-                           "observed": {"ip": m.observed.ip, "port": m.observed.port}},
+    Registered: lambda m: {"peer_id": m.peer_id, "observed": _endpoint_json(m.observed)},
     Offer: _encode_candidates,
     Answer: _encode_candidates,
     Candidate: lambda m: _with_optional(
@@ -237,7 +240,7 @@ _ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     PeerLeft: lambda m: {"peer_id": m.peer_id},
     RelayRequest: lambda m: {"to": m.to, "session": m.session},
     RelayGranted: lambda m: {"session": m.session, "token": m.token,
-                             "relay": {"ip": m.relay.ip, "port": m.relay.port},
+                             "relay": _endpoint_json(m.relay),
                              "lifetime": m.lifetime},
 }
 
@@ -319,12 +322,9 @@ class _Fields:
         return value
 
     def peer_id(self, name: str, *, optional: bool = False) -> str | None:
-        value = self.obj.get(name)
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not PEER_ID_PATTERN.fullmatch(value):
-            raise self.fail(name, "must be a peer id: 1-64 characters of A-Z a-z 0-9 _ . -")
-        return value
+        return self.matching(name, PEER_ID_PATTERN,
+                             "a peer id: 1-64 characters of A-Z a-z 0-9 _ . -",
+                             optional=optional)
 
     def integer(self, name: str, value: Any, low: int, high: int | None = None) -> int:
         # `type(...) is int`: bool is an int subclass, and JSON true is not a number.
@@ -354,8 +354,11 @@ class _Fields:
                              port=self.integer(f"{name}.port", value.get("port"), 1, 65535),
                              kind=kind)
 
-    def matching(self, name: str, pattern: re.Pattern[str], what: str) -> str:
+    def matching(self, name: str, pattern: re.Pattern[str], what: str, *,
+                 optional: bool = False) -> str | None:
         value = self.obj.get(name)
+        if value is None and optional:
+            return None
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise self.fail(name, f"must be {what}")
         return value
