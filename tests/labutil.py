@@ -18,7 +18,7 @@ import pytest
 from conftest import have_netns, is_root, needs_tool
 
 from netsprint.lab.coturn import start_turnserver
-from netsprint.lab.topology import NatLab
+from netsprint.lab.topology import STUN_PORT, NatLab
 
 # Names a lab gives its interfaces and nft tables: none may ever show up in the root netns.
 LAB_LINK_NAMES = {"br0", "wan", "lan", "port-a", "port-b"}
@@ -54,7 +54,7 @@ class CoturnLab:
     """A lab with coturn's turnserver listening on both STUN addresses of its internet."""
 
     lab: NatLab
-    port: int = 3478
+    port: int = STUN_PORT
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,8 @@ def coturn_lab(tmp_path_factory):
     require_coturn()
     log_dir = tmp_path_factory.mktemp("turnserver")
     with NatLab() as built:
-        with start_turnserver(list(built.stun_addresses), netns=built.netns("internet"),
-                              log_dir=log_dir):
+        with start_turnserver(list(built.stun_addresses), STUN_PORT,
+                              netns=built.netns("internet"), log_dir=log_dir):
             yield CoturnLab(built)
     assert_no_traces(built.name)
 

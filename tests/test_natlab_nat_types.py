@@ -20,7 +20,7 @@ from labutil import require_coturn
 from netsprint.lab.coturn import (
     ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, ENDPOINT_INDEPENDENT, UNKNOWN,
     binding_answered, free_port_pair, parse_natdiscovery, run_natdiscovery, start_turnserver,
-    wait_for_binding,
+    terminate, wait_for_binding, wait_until_answering,
 )
 from netsprint.lab.nat_types import EXPECTED_BEHAVIOUR, NAT_TYPES, Router, loss_script, nft_script
 from netsprint.stun.server import serving_in_thread
@@ -190,29 +190,21 @@ NO_RFC5780_OUTPUT = """
 
 
 @pytest.mark.unit
-def test_parser_reads_no_nat():
-    found = parse_natdiscovery(NO_NAT_OUTPUT)
-    assert (found.mapping, found.filtering) == (ENDPOINT_INDEPENDENT, ENDPOINT_INDEPENDENT)
-    assert found.nat_present is False and found.rfc5780
-    assert found.mapped_address == found.local_address == ("198.51.100.2", 50360)
-    assert found.raw == NO_NAT_OUTPUT
-
-
-@pytest.mark.unit
-def test_parser_reads_restricted_cone():
-    found = parse_natdiscovery(RESTRICTED_OUTPUT)
-    assert (found.mapping, found.filtering) == (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT)
-    assert found.nat_present is True
-    assert found.mapped_address == ("203.0.113.10", 50903)
-    assert found.local_address == ("0.0.0.0", 50903)
-
-
-@pytest.mark.unit
-def test_parser_reads_symmetric():
-    found = parse_natdiscovery(SYMMETRIC_OUTPUT)
-    assert found.mapping == ADDRESS_AND_PORT_DEPENDENT
-    assert found.filtering == ADDRESS_AND_PORT_DEPENDENT
-    assert found.mapped_address == ("203.0.113.10", 34926)
+@pytest.mark.parametrize("output, mapping, filtering, nat_present, mapped, local", [
+    (NO_NAT_OUTPUT, ENDPOINT_INDEPENDENT, ENDPOINT_INDEPENDENT, False,
+     ("198.51.100.2", 50360), ("198.51.100.2", 50360)),
+    (RESTRICTED_OUTPUT, ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, True,
+     ("203.0.113.10", 50903), ("0.0.0.0", 50903)),
+    (SYMMETRIC_OUTPUT, ADDRESS_AND_PORT_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT, True,
+     ("203.0.113.10", 34926), ("0.0.0.0", 36494)),
+], ids=["no-nat", "restricted", "symmetric"])
+def test_parser_reads_captured_verdicts(output, mapping, filtering, nat_present, mapped, local):
+    found = parse_natdiscovery(output)
+    assert (found.mapping, found.filtering) == (mapping, filtering)
+    assert found.nat_present is nat_present and found.rfc5780
+    # The first response's addresses (later ones carry other ports).
+    assert (found.mapped_address, found.local_address) == (mapped, local)
+    assert found.raw == output
 
 
 @pytest.mark.unit
@@ -338,16 +330,19 @@ def test_readiness_probe_tells_silence_from_an_answer():
 @pytest.mark.parametrize("nat_type", NAT_TYPES)
 @pytest.mark.lab
 @pytest.mark.interop
-def test_our_stun_server_gives_coturn_the_same_verdict(coturn_lab, nat_type):
+def test_our_stun_server_gives_coturn_the_same_verdict(coturn_lab, nat_type, tmp_path):
     lab = coturn_lab.lab
     lab.set_nat("a", nat_type)
     primary, alternate = lab.stun_addresses
     port = 3500  # beside coturn's 3478/3479 on the same two addresses
-    ours = lab.popen("internet", [sys.executable, "-m", "netsprint", "stun-server",
-                                  "--listen", f"{primary}:{port}", "--alt", alternate],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr_path = tmp_path / "stun-server.stderr"
+    with open(stderr_path, "wb") as stderr:
+        ours = lab.popen("internet", [sys.executable, "-m", "netsprint", "stun-server",
+                                      "--listen", f"{primary}:{port}", "--alt", alternate],
+                         stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        _wait_for_our_server(lab, primary, port, ours)
+        wait_until_answering((primary, port), ours, netns=lab.netns("internet"),
+                             name="netsprint stun-server", log=stderr_path.read_text)
         # Both discoveries at once (different local ports, so different NAT flows): the
         # unanswered tests' 3 s timeouts overlap instead of adding up.
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -356,23 +351,7 @@ def test_our_stun_server_gives_coturn_the_same_verdict(coturn_lab, nat_type):
             coturn_job = pool.submit(discover, coturn_lab)
             against_ours, (against_coturn, _) = ours_job.result(), coturn_job.result()
     finally:
-        ours.terminate()
-        try:
-            ours.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            ours.kill()
-            ours.wait(timeout=5)
+        terminate(ours)
     assert (against_ours.mapping, against_ours.filtering) == \
         (against_coturn.mapping, against_coturn.filtering), against_ours.raw
     assert (against_ours.mapping, against_ours.filtering) == EXPECTED_BEHAVIOUR[nat_type]
-
-
-def _wait_for_our_server(lab, ip: str, port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 10
-    with lab.socket("internet") as sock:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"netsprint stun-server exited: {process.stderr.read()}")
-            if binding_answered(sock, (ip, port)):
-                return
-    pytest.fail("netsprint stun-server did not answer a Binding request within 10 s")

@@ -89,7 +89,7 @@ def test_attribute_value_overrunning_the_message_is_rejected():
 
 def test_attribute_padding_overrunning_the_message_is_rejected():
     # value of 1 byte fits, but its 3 padding bytes do not
-    data = header(length=8) + struct.pack("!HH", attrs.SOFTWARE, 1) + b"a\0\0\0" + b""
+    data = header(length=8) + struct.pack("!HH", attrs.SOFTWARE, 1) + b"a\0\0\0"
     assert decode(data).get(attrs.SOFTWARE) == "a"  # control: exactly fits
     data = header(length=4) + struct.pack("!HH", attrs.SOFTWARE, 1)
     with pytest.raises(StunDecodeError, match="overruns"):

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from netsprint.lab.coturn import free_port_pair
+from netsprint.lab.coturn import free_port_pair, wait_until_answering
 from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import ChangeRequest, ErrorCode
 from netsprint.stun.client import binding_request
@@ -324,20 +327,14 @@ def test_keeps_answering_during_and_after_a_malformed_burst(rfc5780_server, udp_
 
 @pytest.mark.net
 def test_stun_server_command_serves_and_prints_counters_on_ctrl_c():
-    import signal
-    import subprocess
-    import sys
-
     port = free_port_pair(["127.0.0.1", "127.0.0.2"])
     proc = subprocess.Popen([sys.executable, "-m", "netsprint", "stun-server", "--listen",
                              f"127.0.0.1:{port}", "--alt", "127.0.0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        result = None
-        deadline = time.monotonic() + 20
-        while result is None and time.monotonic() < deadline and proc.poll() is None:
-            result = binding_request(("127.0.0.1", port), local_addr=("127.0.0.1", 0),
-                                     change_ip=True, change_port=True, timeout=0.5, rto=0.1)
+        wait_until_answering(("127.0.0.1", port), proc, timeout=20, name="netsprint stun-server")
+        result = binding_request(("127.0.0.1", port), local_addr=("127.0.0.1", 0),
+                                 change_ip=True, change_port=True, timeout=3)
         assert result is not None and result.source_address == ("127.0.0.2", port + 1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)

@@ -6,6 +6,7 @@
 - `coturn`: Debian coturn's `turnserver` and `turnutils_natdiscovery`, started and parsed.
 - `matrix`: two peers (STUN, signaling, relay) behind every pair of NAT types, in one lab.
 - `command`: `netsprint lab up|down|nat|shell|classify|matrix`.
+- `vethpair`: two namespaces joined by one veth, the smallest lab for XDP and TC (weeks 10-11).
 
 `LabError` is defined here (not in a submodule) so every submodule can raise it without
 importing another; it derives from the one error root.

@@ -25,10 +25,9 @@ from netsprint.errors import NetsprintError
 from netsprint.lab import LabError
 from netsprint.lab.coturn import NatDiscovery, run_natdiscovery, start_turnserver
 from netsprint.lab.nat_types import EXPECTED_BEHAVIOUR, NAT_TYPES, check_nat_type
-from netsprint.lab.topology import (NODES, PLAN, SIDES, NatLab, check_root, lab_names,
-                                    netns_argv)
+from netsprint.lab.topology import (NODES, PLAN, SIDES, STUN_PORT, NatLab, check_root,
+                                    lab_names, netns_argv)
 
-STUN_PORT = 3478
 DETECTOR_TEST_TIMEOUT = 2.0  # seconds per RFC 5780 test: the lab's links answer in < 1 ms
 DETECTOR_RUN_TIMEOUT = 60.0  # seconds for one whole `netsprint nat-type` run
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,16 +82,13 @@ class TurnServer:
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
 
-    def running(self) -> bool:
-        return self.process.poll() is None
-
     def stop(self) -> None:
         """Terminate the process by PID; kill it if it ignores SIGTERM. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
         try:
-            _terminate(self.process, STOP_GRACE)
+            terminate(self.process)
         finally:
             if self.owns_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -102,7 +100,8 @@ class TurnServer:
         self.stop()
 
 
-def _terminate(process: subprocess.Popen, grace: float) -> None:
+def terminate(process: subprocess.Popen, grace: float = STOP_GRACE) -> None:
+    """Stop a child we started, by its PID: SIGTERM, SIGKILL after `grace` s, then reap it."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -200,17 +199,26 @@ def start_turnserver(ips: list[str], port: int = 3478, *, netns: str | None = No
 
 def wait_for_binding(server: TurnServer, timeout: float = READY_TIMEOUT) -> None:
     """Probe the server with Binding requests until one is answered (bounded in time)."""
-    ip, port = server.address
+    wait_until_answering(server.address, server.process, netns=server.netns, timeout=timeout,
+                         name="turnserver", log=server.log_text)
+
+
+def wait_until_answering(address: tuple[str, int], process: subprocess.Popen, *,
+                         netns: str | None = None, timeout: float = READY_TIMEOUT,
+                         name: str = "the STUN server",
+                         log: Callable[[], str] = lambda: "") -> None:
+    """Probe `address` from `netns` with Binding requests until one is answered. LabError,
+    with the tail of `log()`, when `process` (the server) exits first or `timeout` s pass."""
     deadline = time.monotonic() + timeout
-    with socket_in_netns(server.netns) as sock:
+    with socket_in_netns(netns) as sock:
         while time.monotonic() < deadline:
-            if not server.running():
-                raise LabError(f"turnserver exited with status {server.process.returncode}:\n"
-                               f"{server.log_text()[-2000:]}")
-            if binding_answered(sock, (ip, port)):
+            if process.poll() is not None:
+                raise LabError(f"{name} exited with status {process.returncode}:\n"
+                               f"{log()[-2000:]}")
+            if binding_answered(sock, address):
                 return
-    raise LabError(f"turnserver on {ip}:{port} did not answer a Binding request within "
-                   f"{timeout:.0f} s:\n{server.log_text()[-2000:]}")
+    raise LabError(f"{name} on {address[0]}:{address[1]} did not answer a Binding request "
+                   f"within {timeout:.0f} s:\n{log()[-2000:]}")
 
 
 def binding_answered(sock: socket.socket, address: tuple[str, int]) -> bool:
@@ -327,5 +335,5 @@ def run_natdiscovery(server_ip: str, port: int = 3478, *, netns: str | None = No
 __all__ = [
     "ADDRESS_AND_PORT_DEPENDENT", "ADDRESS_DEPENDENT", "BEHAVIOURS", "ENDPOINT_INDEPENDENT",
     "NatDiscovery", "TurnServer", "UNKNOWN", "free_port_pair", "parse_natdiscovery",
-    "run_natdiscovery", "start_turnserver",
+    "run_natdiscovery", "start_turnserver", "terminate", "wait_until_answering",
 ]

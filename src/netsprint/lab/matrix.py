@@ -25,7 +25,7 @@ from typing import Callable, Iterator, TypeVar
 
 from netsprint.lab import LabError
 from netsprint.lab.nat_types import NAT_TYPES
-from netsprint.lab.topology import NatLab
+from netsprint.lab.topology import STUN_PORT, NatLab
 from netsprint.p2p.peer import Peer
 from netsprint.p2p.relay import RelayLimits
 from netsprint.p2p.session import SessionConfig
@@ -33,7 +33,6 @@ from netsprint.reactor.loop import EventLoop
 from netsprint.signaling.server import SignalingServer
 from netsprint.stun.server import StunServer
 
-STUN_PORT = 3478
 SIGNAL_PORT = 7000
 CELL_TIMEOUT = 15.0  # punch timeout + relay set-up + exchange, with room to spare
 NEEDS_RELAY = frozenset({frozenset({"symmetric"}), frozenset({"symmetric", "port-restricted"})})

@@ -176,6 +176,7 @@ STOP_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for processes left in a 
 # the namespaces, so every lab can use the same short names.
 WAN_PREFIX_LEN = 24
 STUN_ADDRESSES = ("203.0.113.1", "203.0.113.2")
+STUN_PORT = 3478  # where the lab's STUN servers (ours or coturn) listen on those addresses
 BRIDGE = "br0"
 WAN_IF, LAN_IF, PEER_IF = "wan", "lan", "eth0"
 
@@ -434,16 +435,14 @@ class NatLab:
         side = _check_side(side)
         nft_load(self.netns(f"nat-{side}"), nft_script(nat_type, self.router(side)))
         self.nat[side] = nat_type
-        if self.state_path.exists():
-            self._save_state("up")
+        self._remember()
 
     def set_loss(self, side: str, percent: float) -> None:
         """Drop `percent` % of the packets router `side` forwards, both ways (0: no loss)."""
         side = _check_side(side)
         nft_load(self.netns(f"nat-{side}"), loss_script(percent))
         self.loss[side] = float(percent)
-        if self.state_path.exists():
-            self._save_state("up")
+        self._remember()
 
     def cut_direct(self, cut: bool = True) -> None:
         """Cut (or, with False, restore) the path between the two routers, nothing else.
@@ -457,8 +456,7 @@ class NatLab:
         ports = (bridge_port("a"), bridge_port("b"))
         nft_load(self.netns("internet"), cut_script(ports, cut))
         self.cut = bool(cut)
-        if self.state_path.exists():
-            self._save_state("up")
+        self._remember()
 
     def flush_conntrack(self, side: str | None = None) -> None:
         """Forget router `side`'s NAT mappings (both routers when None), between experiments.
@@ -497,6 +495,11 @@ class NatLab:
         return {"name": self.name, "namespaces": dict(zip(NODES, self.namespaces)),
                 "addresses": self.addresses, "stun_addresses": list(STUN_ADDRESSES),
                 "nat": dict(self.nat), "loss": dict(self.loss), "cut": self.cut}
+
+    def _remember(self) -> None:
+        """Record a change in the state file of a lab that has one (one `up()` built)."""
+        if self.state_path.exists():
+            self._save_state("up")
 
     def _save_state(self, status: str) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,11 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from netsprint.lab import LabError
-from netsprint.lab.topology import (call_in_netns, check_root, ip_batch, netns_argv,
-                                    netns_exists, netns_pids, run_checked, socket_in_netns,
-                                    stop_pids)
+from netsprint.lab.topology import (SIDES, call_in_netns, check_root, ip_batch, netns_argv,
+                                    netns_exists, netns_pids, other_side, run_checked,
+                                    socket_in_netns, stop_pids)
 
 T = TypeVar("T")
-SIDES = ("a", "b")
 PREFIX_LEN = 24
 ADDRESSES = {"a": "198.51.100.1", "b": "198.51.100.2"}  # RFC 5737 TEST-NET-2
 MACS = {"a": "02:00:00:00:00:0a", "b": "02:00:00:00:00:0b"}  # locally administered (bit 1 of byte 0)
@@ -48,7 +47,7 @@ SYSCTLS = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ip
 
 
 def other(side: str) -> str:
-    return "b" if check_side(side) == "a" else "a"
+    return other_side(check_side(side))
 
 
 def check_side(side: str) -> str:

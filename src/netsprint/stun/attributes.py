@@ -178,9 +178,13 @@ def decode_message_integrity(value: bytes, offset: int, transaction_id: bytes) -
     return bytes(value)
 
 
+def is_sha256_mac_length(length: int) -> bool:
+    """RFC 8489 §14.6: 16 to 32 bytes, a multiple of 4 (a truncated HMAC-SHA256)."""
+    return 16 <= length <= 32 and length % 4 == 0
+
+
 def decode_message_integrity_sha256(value: bytes, offset: int, transaction_id: bytes) -> bytes:
-    # RFC 8489 §14.6: 16 to 32 bytes, a multiple of 4 (a truncated HMAC-SHA256).
-    if not (16 <= len(value) <= 32 and len(value) % 4 == 0):
+    if not is_sha256_mac_length(len(value)):
         raise StunDecodeError(f"MESSAGE-INTEGRITY-SHA256 has length {len(value)}", offset)
     return bytes(value)
 

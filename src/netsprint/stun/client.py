@@ -88,18 +88,20 @@ def _request_attributes(change_ip: bool, change_port: bool,
     return found
 
 
-def _family(ip: str) -> int:
+def socket_family(ip: str) -> int:
+    """AF_INET6 for an IPv6 address text, AF_INET otherwise."""
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
 def _wildcard_address(server_ip: str) -> tuple[str, int]:
     """The wildcard address and port 0 of the server's family: an IPv4 socket cannot send
     to an IPv6 server, nor the other way round."""
-    return ("::", 0) if _family(server_ip) == socket.AF_INET6 else ("0.0.0.0", 0)
+    return ("::", 0) if socket_family(server_ip) == socket.AF_INET6 else ("0.0.0.0", 0)
 
 
-def _open_socket(local_addr: tuple[str, int]) -> socket.socket:
-    sock = socket.socket(_family(local_addr[0]), socket.SOCK_DGRAM)
+def open_udp_socket(local_addr: tuple[str, int]) -> socket.socket:
+    """A UDP socket bound to `local_addr`; StunError (the socket closed) if it cannot bind."""
+    sock = socket.socket(socket_family(local_addr[0]), socket.SOCK_DGRAM)
     try:
         sock.bind(local_addr)
     except OSError as exc:
@@ -122,11 +124,11 @@ def binding_request(server: tuple[str, int], *, sock: socket.socket | None = Non
     to that port on the same local IP (RFC 5780 §7.5)."""
     own = sock is None
     if sock is None:
-        sock = _open_socket(local_addr or _wildcard_address(server[0]))
+        sock = open_udp_socket(local_addr or _wildcard_address(server[0]))
     reply_sock = None
     try:
         if response_port is not None:
-            reply_sock = _open_socket((sock.getsockname()[0], response_port))
+            reply_sock = open_udp_socket((sock.getsockname()[0], response_port))
         request = make_request(_request_attributes(change_ip, change_port, response_port))
         # Error responses ignore RESPONSE-PORT and come back to `sock`: listen on both.
         listen = [sock] if reply_sock is None else [sock, reply_sock]

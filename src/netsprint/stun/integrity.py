@@ -24,9 +24,8 @@ from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import StunDecodeError
 from netsprint.stun.message import HEADER_BYTES, append_attribute, is_stun, iter_attributes
 
-_SHA1_TLV_BYTES = 4 + 20
-_SHA256_TLV_BYTES = 4 + 32
-_FINGERPRINT_TLV_BYTES = 4 + 4
+SHA256_MAC_BYTES = 32  # what we send: the untruncated HMAC-SHA256
+FINGERPRINT_TLV_BYTES = 4 + 4
 
 
 class SaslprepError(NetsprintError, ValueError):
@@ -98,16 +97,14 @@ def _with_length(data: bytes, upto: int, tlv_bytes: int) -> bytes:
     return data[:2] + struct.pack("!H", length) + data[4:upto]
 
 
-def _mac_sha1(data: bytes, upto: int, key: bytes) -> bytes:
-    return hmac.new(key, _with_length(data, upto, _SHA1_TLV_BYTES), hashlib.sha1).digest()
-
-
-def _mac_sha256(data: bytes, upto: int, key: bytes) -> bytes:
-    return hmac.new(key, _with_length(data, upto, _SHA256_TLV_BYTES), hashlib.sha256).digest()
+def _mac(digest: str, data: bytes, upto: int, key: bytes, mac_bytes: int) -> bytes:
+    """HMAC over data[:upto], the length field counting a `mac_bytes` MAC attribute as sent
+    (truncated or not), cut to `mac_bytes`."""
+    return hmac.new(key, _with_length(data, upto, 4 + mac_bytes), digest).digest()[:mac_bytes]
 
 
 def _crc(data: bytes, upto: int) -> int:
-    return zlib.crc32(_with_length(data, upto, _FINGERPRINT_TLV_BYTES)) ^ attrs.FINGERPRINT_XOR
+    return zlib.crc32(_with_length(data, upto, FINGERPRINT_TLV_BYTES)) ^ attrs.FINGERPRINT_XOR
 
 
 # -- verifying -----------------------------------------------------------------------------
@@ -115,22 +112,23 @@ def _crc(data: bytes, upto: int) -> int:
 def verify_message_integrity(data: bytes, key: bytes) -> bool:
     """True if the first MESSAGE-INTEGRITY matches HMAC-SHA1(key) of what precedes it."""
     found = find_attribute(data, attrs.MESSAGE_INTEGRITY)
-    if found is None or found[1] != 20:
+    if found is None or found[1] != attrs.HMAC_SHA1_BYTES:
         return False
-    pos = found[0]
-    return hmac.compare_digest(_mac_sha1(data, pos, key), data[pos + 4:pos + 24])
+    return _mac_matches("sha1", data, found, key)
 
 
 def verify_message_integrity_sha256(data: bytes, key: bytes) -> bool:
     """RFC 8489 §14.6: the value may be the HMAC-SHA256 truncated to 16..32 bytes."""
     found = find_attribute(data, attrs.MESSAGE_INTEGRITY_SHA256)
-    if found is None or not (16 <= found[1] <= 32 and found[1] % 4 == 0):
+    if found is None or not attrs.is_sha256_mac_length(found[1]):
         return False
-    pos, value_len = found
-    # The length field counts the attribute as sent, truncated or not.
-    mac_input = _with_length(data, pos, 4 + value_len)
-    expected = hmac.new(key, mac_input, hashlib.sha256).digest()[:value_len]
-    return hmac.compare_digest(expected, data[pos + 4:pos + 4 + value_len])
+    return _mac_matches("sha256", data, found, key)
+
+
+def _mac_matches(digest: str, data: bytes, found: tuple[int, int], key: bytes) -> bool:
+    pos, mac_bytes = found
+    return hmac.compare_digest(_mac(digest, data, pos, key, mac_bytes),
+                               data[pos + 4:pos + 4 + mac_bytes])
 
 
 def verify_fingerprint(data: bytes) -> bool:
@@ -139,7 +137,7 @@ def verify_fingerprint(data: bytes) -> bool:
     if found is None or found[1] != 4:
         return False
     pos = found[0]
-    if pos + _FINGERPRINT_TLV_BYTES != len(data):
+    if pos + FINGERPRINT_TLV_BYTES != len(data):
         return False
     return _crc(data, pos) == struct.unpack_from("!I", data, pos + 4)[0]
 
@@ -147,12 +145,13 @@ def verify_fingerprint(data: bytes) -> bool:
 # -- adding --------------------------------------------------------------------------------
 
 def add_message_integrity(data: bytes, key: bytes) -> bytes:
-    return append_attribute(data, attrs.MESSAGE_INTEGRITY, _mac_sha1(data, len(data), key))
+    mac = _mac("sha1", data, len(data), key, attrs.HMAC_SHA1_BYTES)
+    return append_attribute(data, attrs.MESSAGE_INTEGRITY, mac)
 
 
 def add_message_integrity_sha256(data: bytes, key: bytes) -> bytes:
-    return append_attribute(data, attrs.MESSAGE_INTEGRITY_SHA256,
-                            _mac_sha256(data, len(data), key))
+    mac = _mac("sha256", data, len(data), key, SHA256_MAC_BYTES)
+    return append_attribute(data, attrs.MESSAGE_INTEGRITY_SHA256, mac)
 
 
 def add_fingerprint(data: bytes) -> bytes:

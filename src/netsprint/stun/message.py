@@ -36,7 +36,8 @@ ERROR_RESPONSE = 0b11
 CLASS_NAMES = {REQUEST: "request", INDICATION: "indication",
                SUCCESS_RESPONSE: "success response", ERROR_RESPONSE: "error response"}
 
-_HEADER = struct.Struct("!HHI12s")
+# The 20-byte header: message type, length, magic cookie, transaction id.
+HEADER_STRUCT = struct.Struct("!HHI12s")
 _ATTR_HEADER = struct.Struct("!HH")
 
 # What may follow MESSAGE-INTEGRITY (RFC 8489 §14.5) / MESSAGE-INTEGRITY-SHA256 (§14.6).
@@ -125,7 +126,7 @@ def is_stun(data: bytes) -> bool:
     `decode` still applies every other receive rule."""
     if len(data) < HEADER_BYTES:
         return False
-    msg_type, length, cookie, _ = _HEADER.unpack_from(data)
+    msg_type, length, cookie, _ = HEADER_STRUCT.unpack_from(data)
     return (msg_type & 0xC000 == 0 and cookie == MAGIC_COOKIE and length & 3 == 0
             and length == len(data) - HEADER_BYTES)
 
@@ -134,7 +135,7 @@ def _check_header(data: bytes) -> tuple[int, int, bytes]:
     if len(data) < HEADER_BYTES:
         raise StunDecodeError(f"{len(data)} bytes is shorter than the 20-byte header",
                               len(data))
-    msg_type, length, cookie, transaction_id = _HEADER.unpack_from(data)
+    msg_type, length, cookie, transaction_id = HEADER_STRUCT.unpack_from(data)
     if msg_type & 0xC000:
         raise StunDecodeError("top two bits of the message type are not zero", 0)
     if cookie != MAGIC_COOKIE:
@@ -212,5 +213,5 @@ def encode(message: Message) -> bytes:
     body = b"".join(encode_attribute(a.type, a.value, tid) for a in message.attributes)
     if len(body) > 0xFFFF:
         raise ValueError(f"message body is {len(body)} bytes, more than the 16-bit length")
-    return _HEADER.pack(message_type(message.method, message.msg_class), len(body),
+    return HEADER_STRUCT.pack(message_type(message.method, message.msg_class), len(body),
                         MAGIC_COOKIE, tid) + body

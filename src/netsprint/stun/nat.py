@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from netsprint.reactor.addresses import short_addr
 from netsprint.stun.attributes import TransportAddress
-from netsprint.stun.client import BindingResult, binding_request
+from netsprint.stun.client import BindingResult, binding_request, open_udp_socket, socket_family
 from netsprint.stun.transaction import DEFAULT_RTO
 
 ENDPOINT_INDEPENDENT = "endpoint-independent"
@@ -136,10 +136,8 @@ class _Prober:
         self._sockets: list[socket.socket] = []
 
     def new_socket(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.local_ip else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = open_udp_socket((self.local_ip, 0))
         self._sockets.append(sock)
-        sock.bind((self.local_ip, 0))
         return sock
 
     def close(self) -> None:
@@ -154,9 +152,9 @@ class _Prober:
         result = binding_request(destination, sock=sock, change_ip=change_ip,
                                  change_port=change_port, timeout=self.timeout, rto=self.rto)
         expected = TransportAddress(*(expect_from or destination))
-        note = _mismatch(result, expected)
-        self._record(name, sock, destination, change_ip, change_port, result, note)
-        return None if note is not None and result.source_address != expected else result
+        self._record(name, sock, destination, change_ip, change_port, result,
+                     _mismatch(result, expected))
+        return result if result is not None and result.source_address == expected else None
 
     def _record(self, name: str, sock: socket.socket, destination: tuple[str, int],
                 change_ip: bool, change_port: bool, result: BindingResult | None,
@@ -196,8 +194,7 @@ def local_ip_towards(server: tuple[str, int], local_ip: str) -> str:
     source IP the kernel picks for `server` (connect() on UDP sends nothing)."""
     if local_ip not in ("0.0.0.0", "::"):
         return local_ip
-    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+    with socket.socket(socket_family(server[0]), socket.SOCK_DGRAM) as probe:
         probe.connect(server)
         return probe.getsockname()[0]
 
@@ -222,22 +219,17 @@ def _filtering_tests(prober: _Prober, server: TransportAddress,
     sock = prober.new_socket()  # fresh: has talked to nobody yet
     if not _answered(prober.run("filtering I", sock, server)):
         return UNKNOWN, "filtering test I (primary address, fresh port) got no valid answer"
-    before = len(prober.records)
-    change_both = prober.run("filtering II", sock, server, change_ip=True, change_port=True,
-                             expect_from=other)
-    if _answered(change_both):
-        return ENDPOINT_INDEPENDENT, None
-    if prober.records[before].answered:
-        return UNKNOWN, "filtering test II: " + (prober.records[before].note
-                                                 or prober.records[before].error or "bad answer")
-    before = len(prober.records)
-    change_port = prober.run("filtering III", sock, server, change_port=True,
-                             expect_from=(server.ip, other.port))
-    if _answered(change_port):
-        return ADDRESS_DEPENDENT, None
-    if prober.records[before].answered:
-        return UNKNOWN, "filtering test III: " + (prober.records[before].note
-                                                  or prober.records[before].error or "bad answer")
+    # (test, CHANGE-REQUEST flags, where its answer must come from, what an answer means)
+    steps = (("II", (True, True), other, ENDPOINT_INDEPENDENT),
+             ("III", (False, True), (server.ip, other.port), ADDRESS_DEPENDENT))
+    for test, (change_ip, change_port), expect_from, behaviour in steps:
+        result = prober.run(f"filtering {test}", sock, server, change_ip=change_ip,
+                            change_port=change_port, expect_from=expect_from)
+        if _answered(result):
+            return behaviour, None
+        record = prober.records[-1]
+        if record.answered:  # an answer, but from the wrong place or an error: no verdict
+            return UNKNOWN, f"filtering test {test}: {record.note or record.error or 'bad answer'}"
     return ADDRESS_AND_PORT_DEPENDENT, None
 
 

@@ -43,10 +43,11 @@ from netsprint.reactor.protocols import DatagramProtocol
 from netsprint.reactor.udp import UdpSocket
 from netsprint.stun import attributes as attrs
 from netsprint.stun.attributes import MAGIC_COOKIE, ChangeRequest, ErrorCode, StunDecodeError
-from netsprint.stun.integrity import add_fingerprint, verify_fingerprint
-from netsprint.stun.message import (BINDING, ERROR_RESPONSE, REQUEST, SUCCESS_RESPONSE,
-                                    Attribute, Message, append_attribute, decode, encode,
-                                    encode_attribute, is_stun)
+from netsprint.stun.integrity import FINGERPRINT_TLV_BYTES, add_fingerprint, verify_fingerprint
+from netsprint.stun.message import (BINDING, ERROR_RESPONSE, HEADER_BYTES, HEADER_STRUCT,
+                                    REQUEST, SUCCESS_RESPONSE, Attribute, Message,
+                                    append_attribute, decode, encode, encode_attribute,
+                                    is_stun, message_type)
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,10 @@ AMPLIFICATION_FLOOR_BYTES = 80  # what a bare request may get back at most (cotu
 RECV_BUFFER_BYTES = 4 << 20  # as coturn asks for: a burst of requests must not overflow
 ADDRESS_ATTR_V4_BYTES = 12      # TLV header + family/port + IPv4 address
 
-_HEADER = struct.Struct("!HHI12s")
 # Header + XOR-MAPPED-ADDRESS + MAPPED-ADDRESS (IPv4): the fast path's variable part.
 _FAST_RESPONSE = struct.Struct("!HHI12sHHBBHIHHBBH4s")
-_BINDING_REQUEST_TYPE = 0x0001
-_BINDING_SUCCESS_TYPE = 0x0101
+_BINDING_REQUEST_TYPE = message_type(BINDING, REQUEST)
+_BINDING_SUCCESS_TYPE = message_type(BINDING, SUCCESS_RESPONSE)
 _COOKIE_HIGH = MAGIC_COOKIE >> 16
 
 Address = tuple[str, int]
@@ -68,7 +68,6 @@ Reply = tuple[bytes, Address, Address]
 # What `_fit` leaves out first when an answer exceeds the amplification budget: the
 # redundant plain MAPPED-ADDRESS, then the RFC 5780 extras a Binding client can live without.
 _DROP_ORDER = (attrs.MAPPED_ADDRESS, attrs.OTHER_ADDRESS, attrs.RESPONSE_ORIGIN)
-_FINGERPRINT_TLV_BYTES = 8
 
 
 def _is_unspecified(ip: str) -> bool:
@@ -144,8 +143,8 @@ class StunServerCore:
 
     def handle(self, data: bytes, source: Address, local: Address) -> Reply | None:
         """(response, local address to send from, destination) or None to stay silent."""
-        if len(data) == 20:
-            msg_type, length, cookie, tid = _HEADER.unpack(data)
+        if len(data) == HEADER_BYTES:
+            msg_type, length, cookie, tid = HEADER_STRUCT.unpack(data)
             if msg_type == _BINDING_REQUEST_TYPE and length == 0 and cookie == MAGIC_COOKIE:
                 fast = self._fast_binding(tid, source, local)
                 if fast is not None:
@@ -214,7 +213,7 @@ class StunServerCore:
         found = [Attribute(attrs.XOR_MAPPED_ADDRESS, mapped),
                  Attribute(attrs.MAPPED_ADDRESS, mapped)]
         found += self._origin_attributes(sender, local)
-        fingerprint_bytes = _FINGERPRINT_TLV_BYTES if fingerprint else 0
+        fingerprint_bytes = FINGERPRINT_TLV_BYTES if fingerprint else 0
         budget = max(AMPLIFICATION_FLOOR_BYTES, request_bytes) - fingerprint_bytes
         data = self._fit(request.transaction_id, SUCCESS_RESPONSE, found, budget)
         if attrs.PADDING in request:
