@@ -1,9 +1,9 @@
 """An in-memory network for PeerSession tests, driven by a FakeClock.
 
 Two peers ("alice" initiates, "bob" answers), each optionally behind a NAT model, a fake
-signaling server that forwards Offer/Answer/Candidate and grants relays, and a fake relay
-at the server's address that forwards p2p datagrams between the two bound grants. Nothing
-touches a socket: datagrams are events on a heap, delivered after `latency` seconds.
+signaling server that forwards Offer/Answer/Candidate and grants relays, and the real
+sans-I/O `RelayCore` at the server's address. Nothing touches a socket: datagrams are
+events on a heap, delivered after `latency` seconds.
 
 NAT models (RFC 4787): mapping is endpoint-independent ("eim": one public port per
 private address) or endpoint-dependent ("edm": a new random public port per destination);
@@ -25,10 +25,12 @@ from typing import Callable
 
 from netsprint.clock import FakeClock
 from netsprint.p2p import packet
+from netsprint.p2p.relay import RelayCore
 from netsprint.p2p.session import (CloseSockets, Deliver, OpenSockets, PeerSession,
                                    SendDatagram, SendSignal, SessionConfig, StateChanged)
 from netsprint.p2p.states import State
 from netsprint.signaling import protocol as sig
+from netsprint.stun.nat import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT
 
 Addr = tuple[str, int]
 
@@ -115,46 +117,8 @@ class Peer:
         return self.nat.public_ip if self.nat else self.ip
 
 
-class FakeRelay:
-    """Owns the relay grants: token -> [session, peer, other, bound address]."""
-
-    def __init__(self, sim: "Sim") -> None:
-        self.sim = sim
-        self.grants: dict[bytes, dict] = {}
-        self.forwarded = 0
-
-    def grant(self, session: bytes, peer: str, other: str, token: bytes) -> None:
-        self.grants[token] = {"session": session, "peer": peer, "other": other, "bound": None}
-
-    def datagram(self, src: Addr, data: bytes) -> None:
-        if not packet.is_p2p(data):
-            return
-        pkt = packet.decode_packet(data)
-        if pkt.type is packet.PacketType.RELAY_BIND:
-            grant = self.grants.get(pkt.body)
-            if grant is None or grant["session"] != pkt.session:
-                return
-            grant["bound"] = src
-            self.sim.from_server(src, packet.relay_bound(pkt.session, 600))
-            return
-        target = self._forward_target(src, pkt.session)
-        if target is None:
-            return  # unbound source, or the other side is not bound yet
-        self.forwarded += 1
-        self.sim.from_server(target, data)  # unchanged
-
-    def _forward_target(self, src: Addr, session: bytes) -> Addr | None:
-        for grant in self.grants.values():
-            if grant["bound"] == src and grant["session"] == session:
-                for other in self.grants.values():
-                    if (other["session"] == session and other["peer"] == grant["other"]
-                            and other["other"] == grant["peer"]):
-                        return other["bound"]
-        return None
-
-
 class Sim:
-    """Owns the clock, the event heap, both peers, the fake signaling server and relay."""
+    """Owns the clock, the event heap, both peers, the fake signaling server and the relay."""
 
     def __init__(self, nat_a: str = "none", nat_b: str = "none", *,
                  config: SessionConfig = SessionConfig(), seed: int = 0, loss: float = 0.0,
@@ -168,7 +132,7 @@ class Sim:
         self.signal_latency = signal_latency
         self.refuse_relay = refuse_relay
         self.cut_direct = False  # drop every datagram that does not touch the server
-        self.relay = FakeRelay(self)
+        self.relay = RelayCore(rng_bytes=self.rng.randbytes)
         self.lost = 0
         self._events: list = []
         self._seq = itertools.count()
@@ -201,11 +165,11 @@ class Sim:
         host = (peer.ip, HOST_PORT)
         candidates = [sig.CandidateAddr(peer.ip, HOST_PORT, "host")]
         if peer.nat is None:
-            return candidates, "endpoint-independent"
+            return candidates, ENDPOINT_INDEPENDENT
         first, second = (peer.nat.outbound(host, stun) for stun in STUN_SERVERS)
         candidates.append(sig.CandidateAddr(*first, "srflx"))
         same = first == second
-        return candidates, "endpoint-independent" if same else "address-and-port-dependent"
+        return candidates, ENDPOINT_INDEPENDENT if same else ADDRESS_AND_PORT_DEPENDENT
 
     # -- running ----------------------------------------------------------------------------
 
@@ -274,9 +238,6 @@ class Sim:
         public_src = peer.nat.outbound(src, action.addr) if peer.nat else src
         self._transmit(public_src, action.addr, action.data)
 
-    def from_server(self, dst: Addr, data: bytes) -> None:
-        self._transmit(SERVER, dst, data)
-
     def _transmit(self, src: Addr, dst: Addr, data: bytes) -> None:
         if self.loss and self.rng.random() < self.loss:
             self.lost += 1
@@ -285,7 +246,8 @@ class Sim:
 
     def _arrive(self, src: Addr, dst: Addr, data: bytes) -> None:
         if dst == SERVER:
-            self.relay.datagram(src, data)
+            for action in self.relay.datagram_received(data, src, self.clock.now()):
+                self._transmit(SERVER, action.addr, action.data)  # Forward and Reply alike
             return
         if self.cut_direct and src != SERVER:
             return
@@ -314,10 +276,9 @@ class Sim:
     def _grant(self, sender: Peer, msg: sig.RelayRequest) -> sig.Message:
         if self.refuse_relay:
             return sig.Error(code=sig.RELAY_REFUSED, reason="relay full", ref="relay_request")
-        token = self.rng.randbytes(packet.TOKEN_BYTES)
-        self.relay.grant(packet.session_id_from_hex(msg.session), sender.name, msg.to, token)
-        return sig.RelayGranted(session=msg.session, token=token.hex(),
-                                relay=sig.Endpoint(*SERVER), lifetime=600.0)
+        grant = self.relay.grant(msg.session, sender.name, msg.to, self.clock.now())
+        return sig.RelayGranted(session=msg.session, token=grant.token.hex(),
+                                relay=sig.Endpoint(*SERVER), lifetime=grant.lifetime)
 
     def _to_session(self, peer: Peer, msg: sig.Message) -> None:
         self.handle(peer, peer.session.signal_received(msg, self.clock.now()))

@@ -54,9 +54,10 @@ class Link:
 
 @dataclass
 class Sim:
-    """Two channels, `a` writing `data` and `b` reading it, over links a->b and b->a.
-    Events: datagram arrivals and the channels' deadlines; the time jumps from one to the
-    next, so a simulated minute costs milliseconds."""
+    """Two channels, `a` writing `data` and `b` reading it (and `b` writing `back` for `a`
+    to read), over links a->b and b->a. Events: datagram arrivals and the channels'
+    deadlines; the time jumps from one to the next, so a simulated minute costs
+    milliseconds."""
 
     a: ReliableChannel
     b: ReliableChannel
@@ -68,6 +69,9 @@ class Sim:
     reads: object = None  # an iterator of booleans: read at this turn or not (then always)
     received: bytearray = field(default_factory=bytearray)
     written: int = 0
+    back: bytes = b""
+    back_received: bytearray = field(default_factory=bytearray)
+    back_written: int = 0
     steps: int = 0
     _queue: list = field(default_factory=list)
     _order: itertools.count = field(default_factory=itertools.count)
@@ -112,18 +116,23 @@ class Sim:
     def _application(self) -> None:
         """The application writes whenever the buffer has room and reads (unless told
         not to) whenever it gets control."""
-        self._write()
+        self.written = self._write(self.a, self.data, self.written)
+        self.back_written = self._write(self.b, self.back, self.back_written)
         if self.reads is None or next(self.reads, True):
             self.received += self.b.read()
+        if self.back:
+            self.back_received += self.a.read()
 
-    def _write(self) -> None:
-        while self.written < len(self.data):
+    def _write(self, channel: ReliableChannel, data: bytes, written: int) -> int:
+        """Offer `data` from `written` on; returns how much of it is written now."""
+        while written < len(data):
             size = self.write_sizes[self.steps % len(self.write_sizes)] if self.write_sizes \
-                else len(self.data)
-            accepted = self.a.write(self.data[self.written:self.written + size])
-            self.written += accepted
+                else len(data)
+            accepted = channel.write(data[written:written + size])
+            written += accepted
             if accepted == 0:
-                return
+                break
+        return written
 
     def _carry(self, source: ReliableChannel, dest: ReliableChannel, link: Link) -> None:
         for body in source.poll(self.now):
@@ -185,33 +194,11 @@ def test_clean_link_fills_the_window_and_sends_each_segment_once():
 
 def test_data_flows_both_ways_at_once():
     up, down = random_bytes(200_000, seed=1), random_bytes(150_000, seed=2)
-    rng = random.Random(3)
-    a, b = ReliableChannel(now=0.0), ReliableChannel(now=0.0)
-    links = {id(a): Link(rng, loss=0.1), id(b): Link(rng, loss=0.1)}
-    got = {id(a): bytearray(), id(b): bytearray()}
-    pending = {id(a): up, id(b): down}
-    queue: list = []
-    order = itertools.count()
-    now = 0.0
-    for _ in range(200_000):
-        if len(got[id(b)]) == len(up) and len(got[id(a)]) == len(down) and a.idle() and b.idle():
-            break
-        for ch in (a, b):
-            accepted = ch.write(pending[id(ch)])
-            pending[id(ch)] = pending[id(ch)][accepted:]
-        times = [t for t in (a.next_deadline(), b.next_deadline()) if t is not None]
-        times += [queue[0][0]] if queue else []
-        now = max(now, min(times))
-        while queue and queue[0][0] <= now:
-            _, _, dest, body = heapq.heappop(queue)
-            dest.segment_received(body, now)
-        for ch, peer in ((a, b), (b, a)):
-            got[id(ch)] += ch.read()
-            for body in ch.poll(now):
-                for t in links[id(ch)].arrivals(body, now):
-                    heapq.heappush(queue, (t, next(order), peer, body))
-    assert got[id(b)] == up and got[id(a)] == down
-    assert a.stats["retransmits"] > 0 and b.stats["retransmits"] > 0
+    sim = make_sim(up, loss=0.1, seed=3)
+    sim.back = down
+    sim.run_until(lambda s: delivered(s) and len(s.back_received) >= len(down) and s.b.idle())
+    assert sim.received == up and sim.back_received == down
+    assert sim.a.stats["retransmits"] > 0 and sim.b.stats["retransmits"] > 0
 
 
 # -- RFC 6298 retransmission timer ------------------------------------------------------------

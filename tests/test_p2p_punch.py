@@ -13,6 +13,7 @@ from netsprint.p2p.session import (CloseSockets, OpenSockets, SendSignal, Sessio
                                    StateChanged)
 from netsprint.p2p.states import State
 from netsprint.signaling import protocol as sig
+from netsprint.stun.nat import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT
 
 from p2psim import BOB_HOST, BOB_SRFLX, decoded, drive, ms, probing_session
 
@@ -174,7 +175,7 @@ def test_a_late_probe_ack_in_fallback_connects_directly():
 
 BIRTHDAY = PunchConfig(birthday=True, birthday_sockets=8, birthday_probes=100,
                        birthday_rate=1000.0, birthday_ports=(2000, 2999))
-EIM, APD = "endpoint-independent", "address-and-port-dependent"
+EIM, APD = ENDPOINT_INDEPENDENT, ADDRESS_AND_PORT_DEPENDENT
 
 
 def test_spray_paces_distinct_random_ports_within_range():

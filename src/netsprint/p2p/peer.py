@@ -19,6 +19,7 @@ from netsprint.p2p.gather import Gathered, gather
 from netsprint.p2p.session import (CloseSockets, Deliver, OpenSockets, PeerSession,
                                    SendDatagram, SendSignal, SessionConfig, State,
                                    StateChanged)
+from netsprint.p2p.states import FINAL_STATES
 from netsprint.reactor.addresses import resolve
 from netsprint.reactor.loop import EventLoop
 from netsprint.reactor.protocols import DatagramProtocol
@@ -29,7 +30,6 @@ from netsprint.signaling.client import SignalingClient
 from netsprint.signaling.framing import FrameDecoder, encode_frame
 
 PATH_UP = (State.CONNECTED, State.RELAYED)
-FINISHED = (State.FAILED, State.CLOSED)
 # A full window (128 segments of ~1.2 KB) may arrive in one burst while the loop is busy;
 # the kernel drops what the receive buffer cannot hold (capped at net.core.rmem_max).
 RECV_BUFFER_BYTES = 1024 * 1024
@@ -124,7 +124,7 @@ class Peer:
 
     @property
     def finished(self) -> bool:
-        return self.state in FINISHED
+        return self.state in FINAL_STATES
 
     def connect(self, remote_id: str) -> None:
         """Start a session towards `remote_id` (which must be registered already)."""
@@ -150,7 +150,7 @@ class Peer:
                 and (self.channel is None or self.channel.idle()))
 
     def close(self) -> None:
-        if self.session is not None and self.session.state not in FINISHED:
+        if self.session is not None and self.session.state not in FINAL_STATES:
             self._apply(self.session.close(self.loop.time()))
         self._cancel_timer()
         for udp in self._sockets.values():
@@ -165,10 +165,8 @@ class Peer:
         now = self.loop.time()
         self.connect_started = now
         self.time_to_connect = None
-        self.session = PeerSession(
-            self.peer_id, remote_id, initiator=initiator, now=now,
-            config=self.session_config,
-            log=connection_logger("netsprint.p2p.session", f"{self.peer_id}->{remote_id}"))
+        self.session = PeerSession(self.peer_id, remote_id, initiator=initiator, now=now,
+                                   config=self.session_config)
         self.channel = ReliableChannel(self.channel_config, now=now)
         self._apply(self.session.candidates_gathered(list(self.gathered.candidates), now,
                                                      mapping=self.gathered.mapping))

@@ -114,7 +114,7 @@ class PeerSession:
             session_id = self._rng.randbytes(packet.SESSION_ID_BYTES)
         # A responder learns the id from the Offer; until then every datagram is a stray.
         self.session_id: bytes | None = session_id
-        self.log = log or connection_logger("netsprint.p2p", f"{local_id}->{remote_id}")
+        self.log = log or connection_logger(__name__, f"{local_id}->{remote_id}")
         self._machine = StateMachine(now, self.log)
         self.transitions: list[StateChanged] = self._machine.history
         self.path: Addr | None = None
