@@ -1,5 +1,5 @@
-"""Helpers for the eBPF tests: the C layout of an event struct (for ctypes mirrors) and
-the BPF programs of ours the kernel still holds (for the leftover check).
+"""Helpers for the eBPF tests: the C layout of an event struct (for ctypes mirrors), records
+built field by field, and the BPF programs of ours the kernel still holds (leftover check).
 
 Every BPF function of the workbook is named `ns_<program>_<what>`, so `bpftool prog show`
 can tell ours from the system's (names are cut to 15 characters by the kernel).
@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import ctypes
 import json
-import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from conftest import needs_tool
 
 from netsprint.ebpf.loader import INCLUDE_DIR
+from netsprint.errors import DecodeError
 
 OUR_PREFIX = "ns_"
+S = TypeVar("S", bound=ctypes.Structure)
 
 
 def c_layout(header: Path, struct: str, fields: list[str]) -> tuple[int, dict[str, int]]:
     """sizeof(struct `struct`) and offsetof each field, as gcc lays it out for this machine
-    (the same x86-64/arm64 ABI that BPF structs follow for these types)."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        raise RuntimeError("no C compiler: `apt-get install gcc`")
+    (the same x86-64/arm64 ABI that BPF structs follow for these types). Skips without gcc."""
+    gcc = needs_tool("gcc", "gcc")
     lines = [f'#include "{header.name}"', "#include <stdio.h>", "#include <stddef.h>",
              "int main(void) {", f'  printf("%zu\\n", sizeof({struct}));']
     lines += [f'  printf("%zu\\n", offsetof({struct}, {f}));' for f in fields]
@@ -49,11 +53,35 @@ def assert_mirror_matches(mirror: type[ctypes.Structure], header: Path, struct: 
             f"{mirror.__name__}.{name}: ctypes offset {getattr(mirror, name).offset}, C {offsets[name]}"
 
 
+def assert_refuses_short(decode: Callable[[bytes], object], size: int,
+                         error: type[DecodeError]) -> None:
+    """A record one byte short of `size` is `error`, a DecodeError (so a ValueError) whose
+    offset is the length it got."""
+    with pytest.raises(error) as info:
+        decode(b"\0" * (size - 1))
+    assert isinstance(info.value, DecodeError) and isinstance(info.value, ValueError)
+    assert info.value.offset == size - 1
+
+
+def fill(mirror: type[S], **fields) -> S:
+    """A `mirror` record with `fields` set; a bytes value is copied into the start of its
+    array field (the rest stays zero, as the kernel's zeroed record would have it)."""
+    record = mirror()
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            field = getattr(mirror, name)
+            if len(value) > field.size:
+                raise ValueError(f"{len(value)} bytes do not fit {mirror.__name__}.{name} ({field.size})")
+            ctypes.memmove(ctypes.addressof(record) + field.offset, value, len(value))
+        else:
+            setattr(record, name, value)
+    return record
+
+
 def our_programs() -> dict[int, str]:
-    """id -> name of every loaded BPF program whose name starts with `ns_`."""
-    bpftool = shutil.which("bpftool")
-    if bpftool is None:
-        return {}
+    """id -> name of every loaded BPF program whose name starts with `ns_`. Without bpftool
+    this skips (a failure under REQUIRE_ALL): an empty answer would pass every leftover check."""
+    bpftool = needs_tool("bpftool", "bpftool")
     out = subprocess.run([bpftool, "prog", "show", "--json"], capture_output=True, text=True,
                          timeout=30).stdout
     return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")

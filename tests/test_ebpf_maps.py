@@ -10,8 +10,8 @@ import ctypes
 import os
 
 import pytest
-from bpfutil import assert_mirror_matches
-from conftest import have_bcc, is_root, needs_tool
+from bpfutil import assert_mirror_matches, assert_refuses_short
+from conftest import have_bcc, is_root
 
 from netsprint.ebpf.maps.loader import (
     HEADER,
@@ -26,7 +26,6 @@ from netsprint.ebpf.maps.loader import (
     make_calls,
     sum_per_cpu,
 )
-from netsprint.errors import DecodeError
 
 CALLS = 300    # a modest burst: 300 x 32-byte records, far below the default 256 KiB buffers
 BURST = 1000   # into 1-page buffers (about 100-130 records fit): must overflow
@@ -53,7 +52,6 @@ def fire_across_cpus(demo: MapDemo, n: int) -> None:
 
 @pytest.mark.unit
 def test_record_mirror_matches_the_c_struct():
-    needs_tool("gcc", "gcc")
     assert_mirror_matches(MapRecordStruct, HEADER, "struct map_record")
 
 
@@ -66,10 +64,7 @@ def test_decode_reads_every_field_and_ignores_perf_padding():
 
 @pytest.mark.unit
 def test_decode_rejects_a_short_record():
-    with pytest.raises(MapRecordDecodeError) as info:
-        decode(b"\1" * (RECORD_SIZE - 1))
-    assert isinstance(info.value, DecodeError) and isinstance(info.value, ValueError)
-    assert info.value.offset == RECORD_SIZE - 1
+    assert_refuses_short(decode, RECORD_SIZE, MapRecordDecodeError)
 
 
 @pytest.mark.unit

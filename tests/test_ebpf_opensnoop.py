@@ -8,14 +8,13 @@ filtered by this process's pid or the child's: other programs run on the machine
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import threading
 import time
 
 import pytest
-from bpfutil import assert_mirror_matches, our_programs
+from bpfutil import assert_mirror_matches, assert_refuses_short, fill, our_programs
 
 from netsprint.ebpf.opensnoop.loader import (
     EVENT_SIZE,
@@ -29,7 +28,6 @@ from netsprint.ebpf.opensnoop.loader import (
     describe_flags,
     for_pid,
 )
-from netsprint.errors import DecodeError
 
 OUR_FUNCTIONS = ("ns_open_enter", "ns_open_exit", "ns_read_exit")
 PAGE_BYTES = 4096
@@ -37,22 +35,13 @@ RINGBUF_HEADER_BYTES = 8  # BPF_RINGBUF_HDR_SZ: each record is header + data rou
 
 
 def pack(**fields) -> bytes:
-    record = OpenEventStruct()
-    for name, value in fields.items():
-        if name in ("comm", "filename"):
-            ctypes.memmove(getattr(record, name), value, len(value))
-        else:
-            setattr(record, name, value)
-    return bytes(record)
+    return bytes(fill(OpenEventStruct, **fields))
 
 
 # --- pure: layout, decode, flags -------------------------------------------------------------
 
 @pytest.mark.unit
 def test_ctypes_mirror_matches_the_c_struct():
-    from conftest import needs_tool
-
-    needs_tool("gcc", "gcc")
     assert_mirror_matches(OpenEventStruct, HEADER, "struct open_event")
 
 
@@ -88,10 +77,7 @@ def test_a_full_length_filename_without_nul_is_kept_whole():
 
 @pytest.mark.unit
 def test_decode_refuses_a_short_record_with_its_length():
-    with pytest.raises(OpenEventDecodeError) as caught:
-        decode(b"\0" * (EVENT_SIZE - 1))
-    assert isinstance(caught.value, DecodeError) and isinstance(caught.value, ValueError)
-    assert caught.value.offset == EVENT_SIZE - 1
+    assert_refuses_short(decode, EVENT_SIZE, OpenEventDecodeError)
 
 
 @pytest.mark.unit

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 from bpfutil import assert_mirror_matches, our_programs
-from conftest import have_bcc, have_netns, needs_tool
+from conftest import have_bcc, have_netns
 
 from netsprint.ebpf.tc.clsact import (NLA_HEADER, NLMSG_HEADER, RTM_NEWTFILTER, TCA_BPF_FD,
                                       TCA_OPTIONS, TCMSG, filter_request)
@@ -37,7 +37,6 @@ HEADERS_BYTES = 14 + 20 + 8  # Ethernet + IPv4 + UDP: skb->len at egress include
                                                  (TcPortCounter, "struct tc_port_counter"),
                                                  (TcBucket, "struct tc_bucket")])
 def test_ctypes_mirrors_match_the_header(mirror, struct_name):
-    needs_tool("gcc", "gcc")
     assert_mirror_matches(mirror, HEADER, struct_name)
 
 

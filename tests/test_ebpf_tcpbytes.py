@@ -13,6 +13,7 @@ Measured facts this file pins down (kernel 6.18):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -24,10 +25,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from bpfutil import assert_mirror_matches, our_programs
-from conftest import needs_tool
+from bpfutil import assert_mirror_matches, assert_refuses_short, fill, our_programs
 
-from netsprint.errors import DecodeError
 from netsprint.ebpf.tcpbytes.loader import (
     HEADER, RECORD_SIZE, ConnBytes, ConnRecord, ConnRecordError, IpKey, IpTotals, IpTotalsRecord,
     TcpBytesTracer, decode, decode_ip_totals,
@@ -45,18 +44,11 @@ WAIT_SECONDS = 5.0  # bound on waiting for a record that must come
     (IpTotalsRecord, "struct tcpbytes_ip_totals"),
 ])
 def test_ctypes_mirrors_match_the_header(mirror, struct):
-    needs_tool("gcc", "gcc")
     assert_mirror_matches(mirror, HEADER, struct)
 
 
 def record(**fields) -> ConnRecord:
-    rec = ConnRecord()
-    for name, value in fields.items():
-        if name in ("saddr", "daddr"):
-            ctypes.memmove(getattr(rec, name), value, len(value))
-        else:
-            setattr(rec, name, value)
-    return rec
+    return fill(ConnRecord, **fields)
 
 
 @pytest.mark.unit
@@ -87,11 +79,7 @@ def test_decode_an_open_ipv6_passive_record():
 
 @pytest.mark.unit
 def test_a_short_record_is_a_decode_error_with_its_offset():
-    raw = bytes(record(family=socket.AF_INET))
-    with pytest.raises(ConnRecordError) as info:
-        decode(raw[:RECORD_SIZE - 1])
-    assert isinstance(info.value, DecodeError) and isinstance(info.value, ValueError)
-    assert info.value.offset == RECORD_SIZE - 1
+    assert_refuses_short(decode, RECORD_SIZE, ConnRecordError)
 
 
 @pytest.mark.unit
@@ -325,20 +313,30 @@ def drive_ipv4_connections(pairs: list[Pair], payload_file: str) -> None:
     transfer(messages.server, messages.client, 64, lambda: messages.server.sendmsg([b"r" * 64]), how="recvmsg")
 
 
+@contextlib.contextmanager
+def driven_pairs(payload_file, count: int = 3):
+    """`count` IPv4 connections between two fresh loopback addresses, each driven through
+    `drive_ipv4_connections`: yields (server_ip, client_ip, pairs), closes them on leaving."""
+    server_ip, client_ip = fresh_ips()
+    pairs: list[Pair] = []
+    try:
+        for _ in range(count):
+            pairs.append(Pair(server_ip, client_ip))
+        drive_ipv4_connections(pairs, payload_file)
+        yield server_ip, client_ip, pairs
+    finally:
+        for pair in pairs:
+            pair.close()
+
+
 @pytest.mark.bpf
 def test_ipv4_connections_count_every_byte_on_both_sockets(tracer, payload_file):
-    server_ip, client_ip = fresh_ips()
-    pairs = [Pair(server_ip, client_ip) for _ in range(3)]
-    try:
-        drive_ipv4_connections(pairs, payload_file)
+    with driven_pairs(payload_file) as (_, _, pairs):
         sides = [side for pair in pairs for side in pair.sides()]
         open_now = {tuple_of(c): c for c in tracer.snapshot()}
         for side in sides:  # open: the snapshot already has the counts so far
             assert_counts(open_now[side_tuple(side)], side)
             assert open_now[side_tuple(side)].end_ns == 0
-    finally:
-        for pair in pairs:
-            pair.close()
     closed = collect_closed(tracer, {side_tuple(s) for s in sides})
     assert set(closed) == {side_tuple(s) for s in sides}, "a record is missing after close"
     for pair in pairs:
@@ -353,14 +351,8 @@ def test_ipv4_connections_count_every_byte_on_both_sockets(tracer, payload_file)
 
 @pytest.mark.bpf
 def test_per_ip_totals_are_the_sums_of_the_connections(tracer, payload_file):
-    server_ip, client_ip = fresh_ips()
-    pairs = [Pair(server_ip, client_ip) for _ in range(3)]
-    try:
-        drive_ipv4_connections(pairs, payload_file)
+    with driven_pairs(payload_file) as (server_ip, client_ip, pairs):
         totals = tracer.per_ip()
-    finally:
-        for pair in pairs:
-            pair.close()
     clients = [pair.client.moved for pair in pairs]
     servers = [pair.server.moved for pair in pairs]
     # the client sockets' remote address is the server's, and the other way round

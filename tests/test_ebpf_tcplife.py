@@ -7,7 +7,6 @@ Other processes make TCP connections too, so every check filters by this test's 
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
 import socket
@@ -15,14 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from bpfutil import assert_mirror_matches
-from conftest import needs_tool
+from bpfutil import assert_mirror_matches, assert_refuses_short, fill
 
 from netsprint.ebpf.tcplife.loader import (FLAG_ACTIVE, FLAG_ESTABLISHED, FLAG_OWNER_KNOWN, HEADER,
                                            RECORD_SIZE, EventKind, TcpEvent, TcpLifeDecodeError,
                                            TcpLifeRecord, decode)
 from netsprint.ebpf.tcplife.lifecycle import Lifecycle, LifecycleTracker, classify
-from netsprint.errors import DecodeError
 
 N_CONNECTIONS = 20
 N_REFUSED = 5
@@ -34,19 +31,15 @@ COLLECT_TIMEOUT = 5.0  # seconds to wait for every expected event
 def record(kind: int, family: int, saddr: str, sport: int, daddr: str, dport: int, *, pid=4242,
            comm=b"curl", latency_ns=0, lifetime_ns=0, flags=FLAG_ACTIVE | FLAG_OWNER_KNOWN,
            oldstate=2, newstate=1, ts_ns=5_000_000_000, skaddr=0xFFFF888001234000) -> bytes:
-    rec = TcpLifeRecord(ts_ns=ts_ns, skaddr=skaddr, latency_ns=latency_ns, lifetime_ns=lifetime_ns,
-                        pid=pid, family=family, sport=sport, dport=dport, kind=kind, flags=flags,
-                        oldstate=oldstate, newstate=newstate)
-    for name, text in (("saddr", saddr), ("daddr", daddr)):
-        packed = ipaddress.ip_address(text).packed
-        ctypes.memmove(ctypes.addressof(rec) + getattr(TcpLifeRecord, name).offset, packed, len(packed))
-    ctypes.memmove(ctypes.addressof(rec) + TcpLifeRecord.comm.offset, comm, len(comm))
-    return bytes(rec)
+    return bytes(fill(TcpLifeRecord, ts_ns=ts_ns, skaddr=skaddr, latency_ns=latency_ns,
+                      lifetime_ns=lifetime_ns, pid=pid, family=family, sport=sport, dport=dport,
+                      kind=kind, flags=flags, oldstate=oldstate, newstate=newstate,
+                      saddr=ipaddress.ip_address(saddr).packed,
+                      daddr=ipaddress.ip_address(daddr).packed, comm=comm))
 
 
 @pytest.mark.unit
 def test_mirror_matches_the_c_struct():
-    needs_tool("gcc", "gcc")
     assert_mirror_matches(TcpLifeRecord, HEADER, "struct tcplife_event")
     assert RECORD_SIZE % 8 == 0, "no tail padding: a multiple of the largest member"
 
@@ -77,11 +70,8 @@ def test_decode_ipv6_close_and_flags():
 
 @pytest.mark.unit
 def test_decode_refuses_bad_records():
+    assert_refuses_short(decode, RECORD_SIZE, TcpLifeDecodeError)
     good = record(2, socket.AF_INET, "127.0.0.1", 1, "127.0.0.1", 2)
-    with pytest.raises(TcpLifeDecodeError) as short:
-        decode(good[:-1])
-    assert short.value.offset == RECORD_SIZE - 1
-    assert isinstance(short.value, DecodeError) and isinstance(short.value, ValueError)
     with pytest.raises(TcpLifeDecodeError, match="kind 9"):
         decode(record(9, socket.AF_INET, "127.0.0.1", 1, "127.0.0.1", 2))
     with pytest.raises(TcpLifeDecodeError, match="family 7"):
@@ -188,8 +178,8 @@ def wanted_count(truth: Truth) -> int:
 def test_every_connect_accept_close_and_refusal_is_reported(tracer, family, host):
     tracer.poll(0)  # drop what earlier tests left
     truth = make_connections(family, host)
-    events = ours(tracer.collect(lambda got: len(ours(got, truth)) >= wanted_count(truth),
-                                 COLLECT_TIMEOUT), truth)
+    events = ours(tracer.collect(COLLECT_TIMEOUT,
+                                 until=lambda got: len(ours(got, truth)) >= wanted_count(truth)), truth)
     loopback = ipaddress.ip_address(host)
     by_kind: dict[EventKind, list[TcpEvent]] = {kind: [] for kind in EventKind}
     for event in events:
@@ -250,7 +240,7 @@ def test_udp_and_listeners_alone_make_no_events(tracer):
         truth.server_port = server.getsockname()[1]
         with socket.create_connection(("127.0.0.1", truth.server_port)):
             pass
-    events = tracer.collect(lambda got: any(e.dport == truth.server_port for e in got), COLLECT_TIMEOUT)
+    events = tracer.collect(COLLECT_TIMEOUT, until=lambda got: any(e.dport == truth.server_port for e in got))
     assert any(e.dport == truth.server_port and e.kind == EventKind.CONNECT for e in events)
     assert not [e for e in events if {e.sport, e.dport} & {port, udp_port}], \
         "a listen()/close() and a UDP datagram are not TCP connections"
@@ -270,8 +260,8 @@ def test_kprobe_path_is_optional_and_the_tracepoint_still_works(needs_bcc):
             port = server.getsockname()[1]
             with socket.create_connection(("127.0.0.1", port)) as client:
                 client_port = client.getsockname()[1]
-        events = traced.collect(lambda got: any(e.sport == client_port and e.kind == EventKind.CLOSE
-                                                for e in got), COLLECT_TIMEOUT)
+        events = traced.collect(COLLECT_TIMEOUT, until=lambda got: any(
+            e.sport == client_port and e.kind == EventKind.CLOSE for e in got))
     kinds = [e.kind for e in events if e.sport == client_port]
     assert kinds == [EventKind.CONNECT, EventKind.CLOSE], kinds
 
@@ -294,8 +284,8 @@ def test_an_mptcp_connection_is_reported_once_by_its_tcp_subflow(tracer):
             client_port = client.getsockname()[1]
             server.accept()[0].close()
     # the MPTCP socket fires the tracepoint too (protocol 262): only the TCP subflow counts
-    events = [e for e in tracer.collect(lambda got: sum(port in (e.sport, e.dport) for e in got) >= 4,
-                                        COLLECT_TIMEOUT) if port in (e.sport, e.dport)]
+    events = [e for e in tracer.collect(
+        COLLECT_TIMEOUT, until=lambda got: sum(port in (e.sport, e.dport) for e in got) >= 4) if port in (e.sport, e.dport)]
     kinds = sorted((e.kind.name, e.sport) for e in events)
     assert kinds == sorted([("CONNECT", client_port), ("ACCEPT", port), ("CLOSE", client_port), ("CLOSE", port)]), kinds
 

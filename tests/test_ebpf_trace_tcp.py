@@ -55,6 +55,15 @@ def test_lines_are_aligned_under_the_header():
 
 
 @pytest.mark.unit
+def test_the_time_of_day_carries_the_milliseconds_into_the_seconds():
+    # monotonic 1000.5 + offset 0.6 = wall ...1.1: the line must read :01.100, not :01.500
+    offset = 86400 * 20000 + 0.6  # a wall clock whole seconds plus 0.6 ahead of monotonic
+    line = format_event(event(), offset)
+    wall = 1000.5 + offset
+    assert line.startswith(time.strftime("%H:%M:%S", time.localtime(wall)) + ".100"), line
+
+
+@pytest.mark.unit
 def test_json_object_round_trips():
     data = json.loads(json.dumps(event(family=socket.AF_INET6, saddr="::1", daddr="2001:db8::5").as_dict()))
     assert data["kind"] == "CONNECT" and data["family"] == "ipv6" and data["daddr"] == "2001:db8::5"

@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 from bpfutil import assert_mirror_matches, our_programs
-from conftest import have_bcc, have_netns, needs_tool
+from conftest import have_bcc, have_netns
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,7 +80,6 @@ def test_longest_match_picks_the_longest_containing_prefix():
                                             (XdpRule, "struct xdp_rule"),
                                             (XdpCounter, "struct xdp_counter")])
 def test_ctypes_mirrors_match_the_header(mirror, struct):
-    needs_tool("gcc", "gcc")
     assert_mirror_matches(mirror, HEADER, struct)
 
 

@@ -1,13 +1,17 @@
 """`netsprint trace tcp|bytes`: the week-10 and week-11 tracers from the command line (root).
 
 Each tracer's module owns its options and its output (`add_arguments`, `run`); this module
-only puts them under one `trace` command.
+puts them under one `trace` command and runs their shared poll loop (`follow`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import time
+from collections.abc import Callable
+
+POLL_SLICE = 0.2  # seconds per ring-buffer poll, so --duration and Ctrl-C are noticed quickly
 
 # tracer name -> (module with add_arguments(parser) and run(args) -> int, help)
 TRACERS = {
@@ -29,3 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     module, _ = TRACERS[args.tracer]
     return importlib.import_module(module).run(args)
+
+
+def follow(tracer, duration: float | None, handle: Callable[[object], object]) -> None:
+    """Hand every event `tracer.poll()` returns to `handle` for `duration` seconds (None:
+    until Ctrl-C, which ends it quietly). The time counts from this call, not from the
+    tracer's start: compiling took a second or two and saw nothing."""
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        while deadline is None or (left := deadline - time.monotonic()) > 0:
+            for event in tracer.poll(POLL_SLICE if deadline is None else min(POLL_SLICE, left)):
+                handle(event)
+    except KeyboardInterrupt:
+        pass

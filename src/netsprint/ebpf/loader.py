@@ -24,17 +24,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from netsprint.doctor import CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, parse_cap_eff
+from netsprint.doctor import (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, parse_cap_eff,
+                              tail)
+from netsprint.ebpf.doctor import TRACEFS_POINTS
 from netsprint.errors import NetsprintError
 
 T = TypeVar("T")
 COMPILE_TIMEOUT = 60.0  # seconds for clang in the child
 EBPF_DIR = Path(__file__).parent
 INCLUDE_DIR = EBPF_DIR / "include"  # shared headers (netsprint_common.h), on every -I path
-TRACEFS_POINTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 AS_ROOT = "run it as root, e.g. `sudo .venv/bin/netsprint ...` (or `sudo .venv/bin/netsprint grade weekNN`)"
 FIX = "`sudo .venv/bin/netsprint doctor --fix` repairs what it can and explains the rest"
-
 
 
 class BpfLoadError(NetsprintError):
@@ -55,10 +55,6 @@ class BpfLoadError(NetsprintError):
         return text
 
 
-def tail(text: str, lines: int) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 # --- can this machine run BPF? --------------------------------------------------------------
 
 def has_bpf_privileges(net_admin: bool = False, status_text: str | None = None) -> bool:
@@ -74,7 +70,7 @@ def has_bpf_privileges(net_admin: bool = False, status_text: str | None = None) 
 
 
 def tracefs_path() -> Path | None:
-    for point in TRACEFS_POINTS:
+    for point in map(Path, TRACEFS_POINTS):
         if (point / "events").is_dir():
             return point
     return None

@@ -1,5 +1,6 @@
 """What every ring-buffer program's loader shares: reading a record into its ctypes mirror,
-C strings out of fixed arrays, the ring-size flag, and `RingTracer`, the poll loop.
+C strings and IP addresses out of fixed arrays, the ring-size flag, and `RingTracer`, the poll
+loop.
 
 Pure apart from `RingTracer`, which holds a loaded program.
 """
@@ -7,6 +8,8 @@ Pure apart from `RingTracer`, which holds a loaded program.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
+import socket
 import time
 from typing import Callable, Generic, TypeVar
 
@@ -34,12 +37,28 @@ def c_text(field) -> str:
     return c_bytes(field).decode(errors="replace")
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def ip_address(family: int, raw: bytes) -> IPAddress:
+    """The address in a 16-byte field as the tracepoints fill it: AF_INET in the first 4
+    bytes, otherwise all 16 (network byte order either way)."""
+    if family == socket.AF_INET:
+        return ipaddress.IPv4Address(bytes(raw[:4]))
+    return ipaddress.IPv6Address(bytes(raw[:16]))
+
+
+def check_pages(name: str, pages: int) -> int:
+    """`pages`, or ValueError: the kernel sizes ring and perf buffers in a power-of-two
+    number of pages."""
+    if pages < 1 or pages & (pages - 1):
+        raise ValueError(f"{name} must be a power of two, got {pages}")
+    return pages
+
+
 def ring_pages_cflag(ring_pages: int) -> str:
-    """The -D flag for a BPF_RINGBUF_OUTPUT size: the kernel wants a power-of-two number of
-    pages."""
-    if ring_pages < 1 or ring_pages & (ring_pages - 1):
-        raise ValueError(f"ring_pages must be a power of two, got {ring_pages}")
-    return f"-DNETSPRINT_RINGBUF_PAGES={ring_pages}"
+    """The -D flag that sizes a program's BPF_RINGBUF_OUTPUT (NETSPRINT_RINGBUF_PAGES)."""
+    return f"-DNETSPRINT_RINGBUF_PAGES={check_pages('ring_pages', ring_pages)}"
 
 
 def lost_events(program) -> int:
@@ -48,8 +67,11 @@ def lost_events(program) -> int:
 
 
 class RingTracer(Generic[E]):
-    """Owns one loaded program (a `BpfProgram`, given by the subclass) and the events its
-    ring buffer `events` delivered but `poll` has not handed out yet."""
+    """Owns one loaded program (a `BpfProgram`, given by the subclass), its attachments and
+    the events its ring buffer `RING` delivered but `poll` has not handed out yet.
+
+    Subclasses attach in `_attach()`; a failure there (or opening the ring) closes the
+    program, so nothing stays attached."""
 
     RING = "events"
 
@@ -59,9 +81,14 @@ class RingTracer(Generic[E]):
         self._pending: list[E] = []
         try:
             program.open_ring_buffer(self.RING, self._on_record)
+            self._attach()
         except BaseException:
             program.close()
             raise
+
+    def _attach(self) -> None:
+        """Attach the program's functions (the ring buffer is already open, so no event of
+        the first moments is lost)."""
 
     def _on_record(self, raw: bytes) -> None:
         self._pending.append(self._decode(raw))

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsprint.ebpf.loader import AS_ROOT, BpfProgram
 from netsprint.ebpf.records import RingTracer, c_bytes, c_text, read_record, ring_pages_cflag
 from netsprint.errors import DecodeError
 
@@ -76,10 +77,6 @@ def decode(raw: bytes) -> ExecEvent:
     )
 
 
-def ring_cflags(ring_pages: int) -> list[str]:
-    return [ring_pages_cflag(ring_pages)]
-
-
 class HelloTracer(RingTracer[ExecEvent]):
     """Owns the loaded hello program (one attachment to syscalls:sys_enter_execve, its ring
     buffer and maps) and the events decoded but not yet handed out by `poll`.
@@ -88,18 +85,15 @@ class HelloTracer(RingTracer[ExecEvent]):
     array the program reads on each event, so `tracer.pid = n` changes it without a recompile."""
 
     def __init__(self, pid: int | None = None, *, ring_pages: int = DEFAULT_RING_PAGES,
-                 run_as: str | None = None) -> None:
-        from netsprint.ebpf.loader import AS_ROOT, BpfProgram
-
-        program = BpfProgram(SOURCE, cflags=ring_cflags(ring_pages), name="hello",
-                             run_as=run_as or AS_ROOT)
+                 run_as: str = AS_ROOT) -> None:
+        program = BpfProgram(SOURCE, cflags=[ring_pages_cflag(ring_pages)], name="hello",
+                             run_as=run_as)
+        self._initial_pid = pid
         super().__init__(program, decode)
-        try:
-            self.pid = pid
-            program.attach_tracepoint(TRACEPOINT, FN_NAME)
-        except BaseException:
-            program.close()
-            raise
+
+    def _attach(self) -> None:
+        self.pid = self._initial_pid
+        self.program.attach_tracepoint(TRACEPOINT, FN_NAME)
 
     @property
     def pid(self) -> int | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netsprint.ebpf.loader import AS_ROOT, BpfProgram
-from netsprint.ebpf.records import read_record
+from netsprint.ebpf.records import check_pages, read_record, ring_pages_cflag
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -108,15 +108,13 @@ class MapDemo:
     def __init__(self, tgid: int | None = None, *, ring_pages: int = DEFAULT_RING_PAGES,
                  perf_pages: int = DEFAULT_PERF_PAGES, flood_entries: int = DEFAULT_FLOOD_ENTRIES,
                  run_as: str = AS_ROOT) -> None:
-        for name, pages in (("ring_pages", ring_pages), ("perf_pages", perf_pages)):
-            if pages < 1 or pages & (pages - 1):
-                raise ValueError(f"{name} must be a power of two (kernel rule), got {pages}")
+        check_pages("perf_pages", perf_pages)
         self.tgid = os.getpid() if tgid is None else tgid
         self.flood_entries = flood_entries
         self._ring: list[MapRecord] = []
         self._perf: list[MapRecord] = []
         self._perf_lost = 0
-        cflags = [f"-DNETSPRINT_TGID={self.tgid}", f"-DNETSPRINT_RING_PAGES={ring_pages}",
+        cflags = [f"-DNETSPRINT_TGID={self.tgid}", ring_pages_cflag(ring_pages),
                   f"-DNETSPRINT_FLOOD_ENTRIES={flood_entries}"]
         self.program = BpfProgram(SOURCE, cflags=cflags, name="maps.bpf.c", run_as=run_as)
         try:

@@ -4,7 +4,7 @@
 //
 // Compiled by loader.py with:
 //   -DNETSPRINT_TGID=<pid>            the only process counted (the test / notebook itself)
-//   -DNETSPRINT_RING_PAGES=<2^k>      ring buffer size in pages (power of two, kernel rule)
+//   -DNETSPRINT_RINGBUF_PAGES=<2^k>   ring buffer size in pages (power of two, kernel rule)
 //   -DNETSPRINT_FLOOD_ENTRIES=<K>     max_entries of the LRU map flooded with one key per call
 //
 // Why getsid(2): nothing else in a Python process calls it. ipykernel calls getppid() every
@@ -39,7 +39,7 @@ BPF_ARRAY(counters, u64, 3);
 #define SLOT_RING_FULL 1
 #define SLOT_PERF_FAILED 2
 
-BPF_RINGBUF_OUTPUT(ring, NETSPRINT_RING_PAGES);
+BPF_RINGBUF_OUTPUT(ring, NETSPRINT_RINGBUF_PAGES);
 BPF_PERF_OUTPUT(perf);
 
 static __always_inline void bump_counter(u32 slot)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsprint.ebpf.loader import AS_ROOT, BpfProgram
 from netsprint.ebpf.records import RingTracer, c_bytes, c_text, read_record, ring_pages_cflag
 from netsprint.errors import DecodeError
 
@@ -146,20 +147,15 @@ class OpenSnoop(RingTracer[OpenEvent]):
     buffer drops records and counts them in `lost_events`."""
 
     def __init__(self, pid: int | None = None, *, ring_pages: int = DEFAULT_RING_PAGES,
-                 run_as: str | None = None) -> None:
-        from netsprint.ebpf.loader import AS_ROOT, BpfProgram
-
+                 run_as: str = AS_ROOT) -> None:
         self.pid = pid
         program = BpfProgram(SOURCE, cflags=build_cflags(pid, ring_pages),
-                             name="opensnoop", run_as=run_as or AS_ROOT)
+                             name="opensnoop", run_as=run_as)
         super().__init__(program, decode)
-        try:
-            for tracepoint, fn_name in TRACEPOINTS:
-                program.attach_tracepoint(tracepoint, fn_name)
-        except BaseException:
-            program.close()
-            raise
 
+    def _attach(self) -> None:
+        for tracepoint, fn_name in TRACEPOINTS:
+            self.program.attach_tracepoint(tracepoint, fn_name)
 
     def read_bytes(self) -> dict[int, int]:
         """pid -> bytes its read(2) calls returned since the program was loaded."""

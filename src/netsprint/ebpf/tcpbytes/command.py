@@ -14,10 +14,11 @@ import sys
 import time
 from typing import TextIO
 
-from netsprint.ebpf.tcpbytes.loader import ConnBytes, IpTotals
+from netsprint.ebpf.command import follow
+from netsprint.ebpf.tcpbytes.loader import ConnBytes, IpTotals, TcpBytesTracer
+from netsprint.reactor.addresses import short_addr
 
 RUN_AS = "run it as root: `sudo .venv/bin/netsprint trace bytes`"
-POLL_SLICE = 0.2  # seconds per ring-buffer poll, so --duration and Ctrl-C are noticed quickly
 COLUMNS = (f"{'STATE':<6} {'PID':>7} {'COMM':<16} {'LOCAL -> REMOTE':<47} "
            f"{'SENT':>10} {'RECEIVED':>10} {'DURATION':>10}")
 
@@ -39,10 +40,6 @@ def matches(conn: ConnBytes, pid: int | None = None, ports: list[int] | None = N
     return not ports or conn.local_port in ports or conn.remote_port in ports
 
 
-def endpoint(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 def human_bytes(count: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
@@ -58,7 +55,7 @@ def human_duration(seconds: float) -> str:
 def format_conn(conn: ConnBytes, now_ns: int | None = None) -> str:
     """One aligned line: CLOSE for a record, OPEN for a snapshot entry."""
     state = "CLOSE" if conn.closed else "OPEN"
-    pair = f"{endpoint(conn.local_ip, conn.local_port)} -> {endpoint(conn.remote_ip, conn.remote_port)}"
+    pair = f"{short_addr((conn.local_ip, conn.local_port))} -> {short_addr((conn.remote_ip, conn.remote_port))}"
     pid = str(conn.pid) if conn.pid else "-"
     return (f"{state:<6} {pid:>7} {conn.comm or '-':<16} {pair:<47} {human_bytes(conn.sent_bytes):>10} "
             f"{human_bytes(conn.received_bytes):>10} {human_duration(conn.duration_seconds(now_ns)):>10}")
@@ -86,24 +83,15 @@ def _emit(line: str, out: TextIO) -> None:
     print(line, file=out, flush=True)
 
 
-def _trace_until_done(tracer, args: argparse.Namespace, out: TextIO) -> None:
-    # --duration counts from here: compiling took a second or two and saw nothing
-    deadline = None if args.duration is None else time.monotonic() + args.duration
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            left = POLL_SLICE if deadline is None else min(POLL_SLICE, deadline - time.monotonic())
-            for conn in tracer.poll(max(0.0, left)):
-                if matches(conn, args.pid, args.port):
-                    _emit(conn_json(conn) if args.json else format_conn(conn), out)
-    except KeyboardInterrupt:
-        pass
+def _print_closed(conn: ConnBytes, args: argparse.Namespace, out: TextIO) -> None:
+    if matches(conn, args.pid, args.port):
+        _emit(conn_json(conn) if args.json else format_conn(conn), out)
 
 
 def _print_what_is_open(tracer, args: argparse.Namespace, out: TextIO) -> None:
     now_ns = time.monotonic_ns()  # the kernel's bpf_ktime_get_ns() is CLOCK_MONOTONIC too
     for conn in tracer.poll(0.0):  # records that arrived while we stopped
-        if matches(conn, args.pid, args.port):
-            _emit(conn_json(conn) if args.json else format_conn(conn), out)
+        _print_closed(conn, args, out)
     still_open = [c for c in tracer.snapshot() if matches(c, args.pid, args.port)]
     for conn in sorted(still_open, key=lambda c: c.start_ns):
         _emit(conn_json(conn, now_ns) if args.json else format_conn(conn, now_ns), out)
@@ -113,15 +101,13 @@ def _print_what_is_open(tracer, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from netsprint.ebpf.tcpbytes.loader import TcpBytesTracer
-
     out = out or sys.stdout
     with TcpBytesTracer(run_as=RUN_AS) as tracer:
         print("tracing TCP payload bytes (sock:sock_send_length / sock_recv_length); Ctrl-C stops",
               file=sys.stderr, flush=True)
         if not args.json:
             _emit(COLUMNS, out)
-        _trace_until_done(tracer, args, out)
+        follow(tracer, args.duration, lambda conn: _print_closed(conn, args, out))
         try:
             _print_what_is_open(tracer, args, out)
         except KeyboardInterrupt:  # a second Ctrl-C while printing: stop quietly

@@ -11,13 +11,13 @@ the kernel destroys the socket. `decode()` turns such a record (or a map value) 
 from __future__ import annotations
 
 import ctypes
-import ipaddress
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netsprint.ebpf.records import lost_events, read_record
+from netsprint.ebpf.loader import AS_ROOT, BpfProgram
+from netsprint.ebpf.records import RingTracer, c_text, ip_address, read_record
 from netsprint.errors import DecodeError
 
 HERE = Path(__file__).parent
@@ -52,7 +52,7 @@ class ConnRecord(ctypes.Structure):
         ("family", ctypes.c_uint16),
         ("direction", ctypes.c_uint8),
         ("established", ctypes.c_uint8),
-        ("comm", ctypes.c_char * 16),
+        ("comm", ctypes.c_uint8 * 16),
     ]
 
 
@@ -75,9 +75,7 @@ class ConnRecordError(DecodeError):
 
 def ip_text(family: int, raw: bytes) -> str:
     """The address in `raw` (16 bytes, IPv4 in the first 4) as text."""
-    if family == socket.AF_INET:
-        return str(ipaddress.IPv4Address(bytes(raw[:4])))
-    return str(ipaddress.IPv6Address(bytes(raw[:16])))
+    return str(ip_address(family, raw))
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def decode(raw: bytes) -> ConnBytes:
         sk=rec.sk, family=rec.family,
         local_ip=ip_text(rec.family, bytes(rec.saddr)), local_port=rec.sport,
         remote_ip=ip_text(rec.family, bytes(rec.daddr)), remote_port=rec.dport,
-        active=rec.direction == ACTIVE, pid=rec.pid, comm=rec.comm.decode(errors="replace"),
+        active=rec.direction == ACTIVE, pid=rec.pid, comm=c_text(rec.comm),
         sent_bytes=rec.sent_bytes, received_bytes=rec.received_bytes,
         send_calls=rec.send_calls, recv_calls=rec.recv_calls,
         start_ns=rec.start_ns, end_ns=rec.end_ns)
@@ -153,53 +151,29 @@ def decode_ip_totals(key: bytes, value: bytes) -> tuple[str, IpTotals]:
     return ip_text(k.family, bytes(k.addr)), IpTotals(v.connections, v.sent_bytes, v.received_bytes)
 
 
-class TcpBytesTracer:
+class TcpBytesTracer(RingTracer[ConnBytes]):
     """Owns the loaded tcpbytes program, its four tracepoint attachments and the records
-    its ring buffer has delivered but `poll()` has not yet returned.
+    its ring buffer `closed` has delivered but `poll()` has not yet returned (each one a
+    connection that closed).
 
     Sees only connections whose handshake completes while it is loaded."""
 
-    def __init__(self, *, run_as: str | None = None) -> None:
-        from netsprint.ebpf.loader import AS_ROOT, BpfProgram
+    RING = "closed"
 
-        self._pending: list[ConnBytes] = []
-        self._program = BpfProgram(SOURCE, name="tcpbytes", run_as=run_as or AS_ROOT)
-        try:
-            for tracepoint, function in TRACEPOINTS.items():
-                self._program.attach_tracepoint(tracepoint, function)
-            self._program.open_ring_buffer("closed", lambda raw: self._pending.append(decode(raw)))
-        except BaseException:
-            self._program.close()
-            raise
+    def __init__(self, *, run_as: str = AS_ROOT) -> None:
+        program = BpfProgram(SOURCE, name="tcpbytes", run_as=run_as)
+        super().__init__(program, decode)
 
-    def poll(self, timeout: float = 0.0) -> list[ConnBytes]:
-        """Connections closed since the last call, waiting up to `timeout` seconds for one."""
-        if not self._pending:
-            self._program.poll(timeout)
-        self._program.poll(0)  # drain whatever else is ready
-        closed, self._pending = self._pending, []
-        return closed
+    def _attach(self) -> None:
+        for tracepoint, function in TRACEPOINTS.items():
+            self.program.attach_tracepoint(tracepoint, function)
 
     def snapshot(self) -> list[ConnBytes]:
         """The connections still open, with their counts so far."""
-        raws = (bytes(value) for value in self._program["conns"].values())
+        raws = (bytes(value) for value in self.program["conns"].values())
         # entries still in the handshake (or refused connects) have no tuple yet
         return [decode(raw) for raw in raws if ConnRecord.from_buffer_copy(raw).established]
 
     def per_ip(self) -> dict[str, IpTotals]:
         """Remote address -> totals since the tracer was loaded (closed and open connections)."""
-        return dict(decode_ip_totals(bytes(k), bytes(v)) for k, v in self._program["per_ip"].items())
-
-    @property
-    def lost_events(self) -> int:
-        """Records the ring buffer refused because it was full (the reader was too slow)."""
-        return lost_events(self._program)
-
-    def close(self) -> None:
-        self._program.close()
-
-    def __enter__(self) -> TcpBytesTracer:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+        return dict(decode_ip_totals(bytes(k), bytes(v)) for k, v in self.program["per_ip"].items())

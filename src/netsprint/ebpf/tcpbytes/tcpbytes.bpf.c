@@ -15,15 +15,9 @@
 // Every hook is keyed by the socket's address (sk / skaddr): the same pointer in all of
 // them. No struct sock / tcp_sock field is read: the build headers do not match the kernel.
 #include "tcpbytes.h"
+#include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
 
-#define TCP_ESTABLISHED 1
-#define TCP_SYN_SENT    2
-#define TCP_SYN_RECV    3
-#define TCP_CLOSE       7
-#define TCP_LISTEN      10
 #define MSG_PEEK_FLAG   2     // linux/socket.h MSG_PEEK
-#define PROTO_TCP       6
-#define AF_INET_FAMILY  2
 
 // /sys/kernel/tracing/events/sock/sock_send_length/format (sock_recv_length is the same)
 struct length_args {
@@ -33,22 +27,6 @@ struct length_args {
     __u16 protocol;
     int ret;                // bytes moved, or -errno
     int flags;              // recv flags (MSG_PEEK ...); 0 for send
-};
-
-// /sys/kernel/tracing/events/sock/inet_sock_set_state/format
-struct set_state_args {
-    __u64 common;
-    __u64 skaddr;
-    int oldstate;
-    int newstate;
-    __u16 sport;
-    __u16 dport;
-    __u16 family;
-    __u16 protocol;
-    __u8 saddr[4];
-    __u8 daddr[4];
-    __u8 saddr_v6[16];
-    __u8 daddr_v6[16];
 };
 
 // /sys/kernel/tracing/events/tcp/tcp_destroy_sock/format (only the field we need)
@@ -98,20 +76,6 @@ static __always_inline struct tcpbytes_ip_totals *ip_totals(struct tcpbytes_conn
     return per_ip.lookup_or_try_init(&key, &zero);
 }
 
-static __always_inline void copy_tuple(struct tcpbytes_conn *conn, struct set_state_args *args)
-{
-    conn->family = args->family;
-    conn->sport = args->sport;
-    conn->dport = args->dport;
-    if (args->family == AF_INET_FAMILY) {
-        __builtin_memcpy(conn->saddr, args->saddr, 4);
-        __builtin_memcpy(conn->daddr, args->daddr, 4);
-    } else {
-        __builtin_memcpy(conn->saddr, args->saddr_v6, 16);
-        __builtin_memcpy(conn->daddr, args->daddr_v6, 16);
-    }
-}
-
 static __always_inline void on_established(__u64 sk, struct set_state_args *args)
 {
     struct tcpbytes_conn *conn = conns.lookup(&sk);
@@ -121,7 +85,10 @@ static __always_inline void on_established(__u64 sk, struct set_state_args *args
         if (!conn)
             return;  // map full
     }
-    copy_tuple(conn, args);
+    conn->family = args->family;
+    conn->sport = args->sport;
+    conn->dport = args->dport;
+    copy_addresses(args, conn->saddr, conn->daddr);
     conn->start_ns = bpf_ktime_get_ns();
     conn->established = 1;
     struct tcpbytes_ip_totals *totals = ip_totals(conn);
@@ -131,7 +98,7 @@ static __always_inline void on_established(__u64 sk, struct set_state_args *args
 
 int ns_tcpb_state(struct set_state_args *args)
 {
-    if (args->protocol != PROTO_TCP)
+    if (args->protocol != NS_IPPROTO_TCP)
         return 0;
     __u64 sk = args->skaddr;
     if (args->newstate == TCP_SYN_SENT) {
@@ -155,7 +122,7 @@ int ns_tcpb_state(struct set_state_args *args)
 
 static __always_inline void count(struct length_args *args, int sending)
 {
-    if (args->protocol != PROTO_TCP || args->ret <= 0)
+    if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0)
         return;
     __u64 sk = args->sk;
     struct tcpbytes_conn *conn = conns.lookup(&sk);

@@ -13,10 +13,11 @@ import sys
 import time
 from typing import TextIO
 
-from netsprint.ebpf.tcplife.loader import EventKind, TcpEvent
+from netsprint.ebpf.command import follow
+from netsprint.ebpf.tcplife.loader import EventKind, TcpEvent, TcpLifeTracer
+from netsprint.reactor.addresses import short_addr
 
 RUN_AS = "run it as root: `sudo .venv/bin/netsprint trace tcp`"
-POLL_SLICE = 0.2  # seconds per ring-buffer poll, so --duration and Ctrl-C are noticed quickly
 COLUMNS = f"{'TIME':<12} {'KIND':<14} {'PID':>7} {'COMM':<16} {'LOCAL -> REMOTE':<47} LATENCY / LIFETIME"
 
 
@@ -38,10 +39,6 @@ def matches(event: TcpEvent, pid: int | None = None, port: int | None = None) ->
     return port is None or port in (event.sport, event.dport)
 
 
-def _endpoint(address, port: int) -> str:
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms" if seconds < 1.0 else f"{seconds:.3f} s"
 
@@ -49,10 +46,11 @@ def _duration(seconds: float) -> str:
 def format_event(event: TcpEvent, wall_minus_monotonic: float) -> str:
     """One aligned line. `wall_minus_monotonic` turns the kernel's monotonic timestamp into
     the time of day (time.time() - time.monotonic() at start)."""
-    clock = time.strftime("%H:%M:%S", time.localtime(event.timestamp + wall_minus_monotonic))
-    millis = int((event.timestamp % 1) * 1000)
+    # Seconds and milliseconds from one instant, in whole milliseconds (no float fraction).
+    seconds, millis = divmod(round((event.timestamp + wall_minus_monotonic) * 1000), 1000)
+    clock = time.strftime("%H:%M:%S", time.localtime(seconds))
     pid, comm = (str(event.pid), event.comm) if event.owner_known else ("-", "[softirq]")
-    pair = f"{_endpoint(event.saddr, event.sport)} -> {_endpoint(event.daddr, event.dport)}"
+    pair = f"{short_addr((event.saddr, event.sport))} -> {short_addr((event.daddr, event.dport))}"
     if event.kind == EventKind.CLOSE:
         measure = f"lived {_duration(event.lifetime)} (from {event.oldstate})"
     else:
@@ -60,14 +58,13 @@ def format_event(event: TcpEvent, wall_minus_monotonic: float) -> str:
     return f"{clock}.{millis:03d} {event.kind.name:<14} {pid:>7} {comm:<16} {pair:<47} {measure}"
 
 
-def _emit(event: TcpEvent, as_json: bool, offset: float, out: TextIO) -> None:
-    line = json.dumps(event.as_dict()) if as_json else format_event(event, offset)
-    print(line, file=out, flush=True)
+def _print_event(event: TcpEvent, args: argparse.Namespace, offset: float, out: TextIO) -> None:
+    if matches(event, args.pid, args.port):
+        line = json.dumps(event.as_dict()) if args.json else format_event(event, offset)
+        print(line, file=out, flush=True)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from netsprint.ebpf.tcplife.loader import TcpLifeTracer
-
     out = out or sys.stdout
     offset = time.time() - time.monotonic()
     with TcpLifeTracer(kprobes=getattr(args, "kprobes", False), run_as=RUN_AS) as tracer:
@@ -78,14 +75,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
               file=sys.stderr, flush=True)
         if not args.json:
             print(COLUMNS, file=out, flush=True)
-        # --duration counts from here: compiling took a second or two and saw nothing
-        deadline = None if args.duration is None else time.monotonic() + args.duration
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                left = POLL_SLICE if deadline is None else min(POLL_SLICE, deadline - time.monotonic())
-                for event in tracer.poll(max(0.0, left)):
-                    if matches(event, args.pid, args.port):
-                        _emit(event, args.json, offset, out)
-        except KeyboardInterrupt:
-            pass
+        follow(tracer, args.duration, lambda event: _print_event(event, args, offset, out))
     return 0

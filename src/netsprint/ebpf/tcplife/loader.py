@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import ipaddress
 import json
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netsprint.ebpf.loader import BpfLoadError, BpfProgram
-from netsprint.ebpf.records import c_text, lost_events, read_record
+from netsprint.ebpf.loader import AS_ROOT, BpfLoadError, BpfProgram
+from netsprint.ebpf.records import IPAddress, RingTracer, c_text, ip_address, read_record
 from netsprint.errors import DecodeError
 
 SOURCE = Path(__file__).with_name("tcplife.bpf.c")
@@ -74,7 +71,6 @@ class TcpLifeRecord(ctypes.Structure):
 
 
 RECORD_SIZE = ctypes.sizeof(TcpLifeRecord)
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class TcpLifeDecodeError(DecodeError):
@@ -114,12 +110,6 @@ class TcpEvent:
                 "sock_id": self.sock_id}
 
 
-def _address(family: int, raw: bytes) -> IPAddress:
-    if family == socket.AF_INET:
-        return ipaddress.IPv4Address(raw[:4])
-    return ipaddress.IPv6Address(raw)
-
-
 def decode(raw: bytes) -> TcpEvent:
     """One ring-buffer record -> `TcpEvent`. Raises `TcpLifeDecodeError` on a short record,
     an unknown kind or an unknown address family."""
@@ -135,8 +125,8 @@ def decode(raw: bytes) -> TcpEvent:
     return TcpEvent(
         kind=kind, timestamp=rec.ts_ns / 1e9, pid=rec.pid,
         comm=c_text(rec.comm),
-        family=rec.family, saddr=_address(rec.family, bytes(rec.saddr)), sport=rec.sport,
-        daddr=_address(rec.family, bytes(rec.daddr)), dport=rec.dport,
+        family=rec.family, saddr=ip_address(rec.family, rec.saddr), sport=rec.sport,
+        daddr=ip_address(rec.family, rec.daddr), dport=rec.dport,
         latency=latency, lifetime=lifetime, active=bool(rec.flags & FLAG_ACTIVE),
         owner_known=bool(rec.flags & FLAG_OWNER_KNOWN),
         oldstate=TCP_STATES.get(rec.oldstate, str(rec.oldstate)), sock_id=rec.skaddr)
@@ -172,7 +162,7 @@ def kprobe_check(timeout: float = KPROBE_CHECK_TIMEOUT) -> KprobeCheck:
 
 # --- the tracer -----------------------------------------------------------------------------
 
-class TcpLifeTracer:
+class TcpLifeTracer(RingTracer[TcpEvent]):
     """Owns the loaded tcplife program (its tracepoint, and the kprobes when used) and the
     events decoded since the last `poll`. Use it as a context manager; `close()` detaches.
 
@@ -180,7 +170,7 @@ class TcpLifeTracer:
     kprobes when `kprobe_check()` says they work, else falls back to the tracepoint and says
     why in `kprobe_status`."""
 
-    def __init__(self, *, kprobes: bool = False, run_as: str | None = None) -> None:
+    def __init__(self, *, kprobes: bool = False, run_as: str = AS_ROOT) -> None:
         self.kprobe_status = "not requested"
         self.using_kprobes = False
         if kprobes:
@@ -188,60 +178,16 @@ class TcpLifeTracer:
             self.using_kprobes = check.available
             self.kprobe_status = check.detail
         cflags = ["-DNETSPRINT_TCPLIFE_KPROBES"] if self.using_kprobes else []
-        extra = {"run_as": run_as} if run_as else {}
-        self._pending: list[TcpEvent] = []
-        self._program = BpfProgram(SOURCE, cflags=cflags, name="tcplife", **extra)
-        try:
-            self._program.attach_tracepoint(TRACEPOINT, "ns_tcplife_state")
-            if self.using_kprobes:
-                self._attach_kprobes()
-            self._program.open_ring_buffer("events", self._on_record)
-        except BaseException:
-            self._program.close()
-            raise
+        program = BpfProgram(SOURCE, cflags=cflags, name="tcplife", run_as=run_as)
+        super().__init__(program, decode)
 
-    def _attach_kprobes(self) -> None:
+    def _attach(self) -> None:
+        self.program.attach_tracepoint(TRACEPOINT, "ns_tcplife_state")
+        if not self.using_kprobes:
+            return
         for function in KPROBE_CONNECT:
-            self._program.attach_kprobe(function, "ns_tcplife_kconn")
-        self._program.attach_kprobe(KPROBE_CLOSE, "ns_tcplife_kclose")
-
-    def _on_record(self, raw: bytes) -> None:
-        self._pending.append(decode(raw))
-
-    def poll(self, timeout: float) -> list[TcpEvent]:
-        """Wait up to `timeout` seconds for records; return every event decoded since the
-        last call (possibly none)."""
-        self._program.poll(timeout)
-        events, self._pending = self._pending, []
-        return events
-
-    def collect(self, until: Callable[[list[TcpEvent]], bool], timeout: float) -> list[TcpEvent]:
-        """Poll until `until(events so far)` is true or `timeout` seconds passed; all events."""
-        deadline = time.monotonic() + timeout
-        events: list[TcpEvent] = []
-        while True:
-            left = deadline - time.monotonic()
-            events += self.poll(max(0.0, min(left, 0.1)))
-            if until(events) or left <= 0:
-                return events
-
-    @property
-    def program(self) -> BpfProgram:
-        return self._program
-
-    @property
-    def lost_events(self) -> int:
-        """Records the ring buffer refused because it was full (the reader was too slow)."""
-        return lost_events(self._program)
-
-    def close(self) -> None:
-        self._program.close()
-
-    def __enter__(self) -> TcpLifeTracer:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+            self.program.attach_kprobe(function, "ns_tcplife_kconn")
+        self.program.attach_kprobe(KPROBE_CLOSE, "ns_tcplife_kclose")
 
 
 __all__ = ["EventKind", "TcpEvent", "TcpLifeRecord", "TcpLifeDecodeError", "TcpLifeTracer",

@@ -20,36 +20,7 @@
 //           (close()), LAST_ACK->CLOSE.
 
 #include "tcplife.h"
-
-// Socket states, include/net/tcp_states.h
-#define TCP_ESTABLISHED 1
-#define TCP_SYN_SENT 2
-#define TCP_SYN_RECV 3
-#define TCP_FIN_WAIT1 4
-#define TCP_CLOSE 7
-#define TCP_CLOSE_WAIT 8
-#define TCP_LAST_ACK 9
-#define TCP_LISTEN 10
-
-#define NS_AF_INET 2
-#define NS_AF_INET6 10
-#define NS_IPPROTO_TCP 6  // MPTCP (262) and SCTP (132) fire the same tracepoint: skipped
-
-// /sys/kernel/tracing/events/sock/inet_sock_set_state/format, field for field.
-struct set_state_args {
-    __u64 common;  // common_type, common_flags, common_preempt_count, common_pid
-    const void *skaddr;
-    int oldstate;
-    int newstate;
-    __u16 sport;   // host byte order (the tracepoint stores ntohs(inet_sport))
-    __u16 dport;
-    __u16 family;
-    __u16 protocol;
-    __u8 saddr[4];
-    __u8 daddr[4];
-    __u8 saddr_v6[16];
-    __u8 daddr_v6[16];
-};
+#include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
 
 // What we remember about one socket between its state changes.
 struct tcplife_conn {
@@ -70,7 +41,7 @@ BPF_TABLE("lru_hash", __u64, struct tcplife_conn, conns, 16384);
 // lost[0]: records the full ring buffer refused (the reader was too slow). bcc rewrites
 // map calls only in the main file, so each program declares its own.
 BPF_ARRAY(lost, __u64, 1);
-BPF_RINGBUF_OUTPUT(events, 64);  // 64 pages = 256 KiB, ~2700 records of 96 bytes
+BPF_RINGBUF_OUTPUT(events, 64);  // 64 pages = 256 KiB: ~2500 records of 96 bytes + 8-byte ring header
 
 #ifdef NETSPRINT_TCPLIFE_KPROBES
 #include <uapi/linux/ptrace.h>  // struct pt_regs: the registers' layout is arch ABI, stable
@@ -86,26 +57,12 @@ static __always_inline void remember_task(struct tcplife_conn *conn)
     bpf_get_current_comm(&conn->comm, sizeof(conn->comm));
 }
 
-static __always_inline void copy_tuple(struct tcplife_event *ev, struct set_state_args *args)
-{
-    ev->family = args->family;
-    ev->sport = args->sport;
-    ev->dport = args->dport;
-    if (args->family == NS_AF_INET) {
-        __builtin_memcpy(ev->saddr, args->saddr, 4);
-        __builtin_memcpy(ev->daddr, args->daddr, 4);
-    } else {
-        __builtin_memcpy(ev->saddr, args->saddr_v6, 16);
-        __builtin_memcpy(ev->daddr, args->daddr_v6, 16);
-    }
-}
-
 static __always_inline void emit(struct set_state_args *args, struct tcplife_conn *conn,
                                  __u8 kind, __u64 now, __u64 latency_ns, __u64 lifetime_ns)
 {
     struct tcplife_event ev = {};
     ev.ts_ns = now;
-    ev.skaddr = (__u64)args->skaddr;
+    ev.skaddr = args->skaddr;
     ev.latency_ns = latency_ns;
     ev.lifetime_ns = lifetime_ns;
     ev.kind = kind;
@@ -114,7 +71,10 @@ static __always_inline void emit(struct set_state_args *args, struct tcplife_con
     ev.newstate = args->newstate;
     ev.pid = conn->pid;
     __builtin_memcpy(ev.comm, conn->comm, sizeof(ev.comm));
-    copy_tuple(&ev, args);
+    ev.family = args->family;
+    ev.sport = args->sport;
+    ev.dport = args->dport;
+    copy_addresses(args, ev.saddr, ev.daddr);
     if (events.ringbuf_output(&ev, sizeof(ev), 0) != 0) {
         __u32 key = 0;
         __u64 *count = lost.lookup(&key);
@@ -145,7 +105,7 @@ int ns_tcplife_state(struct set_state_args *args)
     if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate != TCP_SYN_RECV))
         return 0;
 
-    __u64 key = (__u64)args->skaddr;
+    __u64 key = args->skaddr;
     __u64 now = bpf_ktime_get_ns();
 
     if (newstate == TCP_SYN_SENT) {

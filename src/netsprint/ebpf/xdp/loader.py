@@ -4,7 +4,7 @@ Pure parts (gradable without root): `lpm_key(cidr)` builds the LPM-trie key the 
 expects, `longest_match(rules, address)` is the same longest-prefix lookup in Python.
 `XdpBlocklist` owns the loaded program and its attachment; `attach_xdp(program, fn, ifname,
 netns, mode)` attaches any loaded program's XDP function (a learner's too) and registers the
-detach with the program's `close()`. `guarded(action, call)` keeps libbpf's messages off stderr.
+detach with the program's `close()`.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class XdpBlocklist:
 
     def __init__(self, ifname: str, prefixes: Iterable[str] = (), mode: str = "generic",
                  netns: str | None = None, run_as: str = AS_ROOT) -> None:
-        if mode not in MODES:
+        if mode not in MODES:  # here too: before a compile that takes seconds
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.ifname, self.mode, self.netns = ifname, mode, netns
         self.program = BpfProgram(SOURCE, name="xdp_blocklist", run_as=run_as, tracing=False,
