@@ -9,6 +9,7 @@ them with the same Processes.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -182,19 +184,28 @@ class Processes:
                           cwd=BENCH.parent, text=True)
         return Server(peer, port, proc, err)
 
-    def start_server(self, peer: Peer, host: str, timeout: float) -> Server:
-        server = self.launch(peer, free_port(host), host=host)
-        proc, port = server.proc, server.port
+    def wait_serving(self, server: Server, ready: Callable[[], bool], timeout: float,
+                     silent: Callable[[], str], log: Callable[[], str],
+                     names: tuple[str, ...]) -> None:
+        """Poll `ready()` until it says the server serves. When the server exits or `timeout`
+        passes first, stop it and raise `not_serving` with `silent()` (what it failed to
+        do, asked before the stop) and `log()`; `names` are the run's servers."""
+        proc = server.proc
         deadline = time.monotonic() + timeout
-        while not is_listening(port):
+        while not ready():
             exited = proc.poll() is not None
             if exited or time.monotonic() > deadline:
+                state = f"exited with status {proc.returncode}" if exited else silent()
                 self.stop(proc)
-                state = (f"exited with status {proc.returncode}" if exited
-                         else f"did not listen on port {port} within {timeout:.0f} s")
-                raise not_serving(peer.name, state,
-                                  f"  command: {' '.join(proc.args)}\n"
-                                  f"  stderr:\n{server.stderr_text()}", ALL)
+                raise not_serving(server.peer.name, state,
+                                  f"  command: {shlex.join(proc.args)}\n  log:\n{log()}", names)
             time.sleep(0.02)
+
+    def start_server(self, peer: Peer, host: str, timeout: float) -> Server:
+        """Start an echo server on a free port; return once it listens."""
+        server = self.launch(peer, free_port(host), host=host)
+        self.wait_serving(server, lambda: is_listening(server.port), timeout,
+                          lambda: f"did not listen on port {server.port} within {timeout:.0f} s",
+                          server.stderr_text, ALL)
         return server
 

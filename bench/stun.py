@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shlex
 import shutil
 import socket
 import statistics
@@ -30,8 +29,7 @@ from rich.console import Console
 from netsprint.stun.client import StunError, binding_request
 
 import harness
-from peers import (LOADGEN_CPU, SERVER_CPU, BenchError, Peer, Processes, Server, compile_c,
-                   not_serving, pin)
+from peers import LOADGEN_CPU, SERVER_CPU, BenchError, Peer, Processes, Server, compile_c, pin
 
 HOST = "127.0.0.1"
 TARGET = 0.90  # netsprint responses/s ÷ coturn responses/s
@@ -135,24 +133,12 @@ READY_PROBES = 3  # answered in a row: every listener thread is serving, not jus
 
 
 def wait_until_answering(running: Running, procs: Processes, timeout: float) -> None:
-    server = running.server
-    deadline, answered_in_row = time.monotonic() + timeout, 0
-    while True:
-        answered_in_row = answered_in_row + 1 if binding_answered(server.port) else 0
-        if answered_in_row >= READY_PROBES:
-            return
-        exited = server.proc.poll() is not None
-        if exited or time.monotonic() > deadline:
-            bound = udp_sockets_on(server.port)
-            procs.stop(server.proc)
-            state = (f"exited with status {server.proc.returncode}" if exited else
-                     f"answered no Binding request on UDP port {server.port} within "
-                     f"{timeout:.0f} s ({bound} UDP socket(s) bound to it)")
-            raise not_serving(server.peer.name, state,
-                              f"  command: {shlex.join(server.proc.args)}\n"
-                              f"  log:\n{running.log_text()}", ALL)
-        if not answered_in_row:
-            time.sleep(0.02)
+    port = running.server.port
+    procs.wait_serving(
+        running.server, lambda: all(binding_answered(port) for _ in range(READY_PROBES)),
+        timeout, lambda: f"answered no Binding request on UDP port {port} within "
+                         f"{timeout:.0f} s ({udp_sockets_on(port)} UDP socket(s) bound to it)",
+        running.log_text, ALL)
 
 
 def pin_all_threads(pid: int, cpu: int) -> int:

@@ -7,6 +7,7 @@ missing install step cannot hide behind a skip.
 
 from __future__ import annotations
 
+import importlib
 import os
 import resource
 import shutil
@@ -36,7 +37,7 @@ def is_root() -> bool:
 
 def have_bcc() -> bool:
     try:
-        import bcc  # noqa: F401
+        importlib.import_module("bcc")
     except ImportError:
         return False
     return True

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_output
 
-from netsprint.course.grading import descendants, kill_tree, timed_out_cells, worker_failure
+from netsprint.course.grading import (
+    descendants, failure_messages, kill_tree, timed_out_cells, untested_errors, worker_failure,
+)
 from netsprint.course.nbconfig import course_config
 from netsprint.course.paths import CourseRoot, week_number
 from netsprint.course.preprocessors import StderrIsNotFailure
@@ -69,6 +71,25 @@ def test_timed_out_cells_are_named():
         {"id": "c", "metadata": {}, "outputs": [{"output_type": "error", "ename": "ValueError"}]},
     ]}
     assert timed_out_cells(nb) == ["a", "sol"]
+
+
+def _error(ename: str, evalue: str) -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+
+
+def test_errors_are_split_between_test_cells_and_the_others():
+    test = {"nbgrader": {"grade": True, "grade_id": "t"}}
+    nb = {"cells": [
+        {"id": "demo", "metadata": {}, "outputs": [_error("SyntaxError", "bad"),
+                                                   {"output_type": "stream", "text": "x"}]},
+        {"id": "c1", "metadata": test, "outputs": [_error("NameError", "a"),
+                                                   _error("AssertionError", "")]},
+        {"id": "c2", "metadata": {"nbgrader": {"grade": True, "grade_id": "ok"}}, "outputs": []},
+        {"id": "sol", "metadata": {"nbgrader": {"solution": True, "grade_id": "s"}},
+         "outputs": [_error("ValueError", "v")]},
+    ]}
+    assert untested_errors(nb) == ["demo: SyntaxError: bad", "sol: ValueError: v"]
+    assert failure_messages(nb) == {"t": "AssertionError:"}  # the last error, stripped
 
 
 def test_descendants_finds_grandchildren():

@@ -293,8 +293,10 @@ def test_corrupt_stored_start_date(course):
         main(as_json=True, chart=course / "c.png", root=course)
 
 
-def test_corrupt_grades_file(course):
-    write_grades(course, "{not json")
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe not UTF-8"])
+def test_corrupt_grades_file(course, content):
+    write_grades(course, "")
+    (course / ".netsprint" / "grades.json").write_bytes(content)
     with pytest.raises(CourseError) as info:
         main(as_json=True, chart=course / "c.png", root=course)
     assert "grades.json" in str(info.value) and "netsprint grade" in str(info.value)

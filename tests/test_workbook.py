@@ -128,6 +128,8 @@ def test_solution_notebooks_are_reviewable():
 def test_solution_notebooks_run_without_errors_in_any_cell(solution_grades):
     """Graded cells are checked by grading; this covers the demos and plots around them
     (autograde ran every cell of each solution notebook)."""
+    unrun = [r.key for r in solution_grades if r.error]  # no outputs: nothing to look at
+    assert solution_grades and not unrun, unrun
     errors = {r.key: r.other_errors for r in solution_grades if r.other_errors}
     assert not errors, errors
 

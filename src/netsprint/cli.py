@@ -137,11 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     course_root(p)
     p.set_defaults(handler=_cmd_grade)
 
+    from netsprint.signaling.core import HEARTBEAT_TIMEOUT
+    from netsprint.signaling.framing import MAX_FRAME_BYTES
+
     p = sub.add_parser("signal-server", help="week 2: the signaling server")
     p.add_argument("--listen", default="127.0.0.1:7001", metavar="HOST:PORT")
-    p.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="close a client silent for this long")
-    p.add_argument("--max-frame-bytes", type=int, default=65536, metavar="BYTES")
+    p.add_argument("--heartbeat-timeout", type=float, default=HEARTBEAT_TIMEOUT,
+                   metavar="SECONDS", help="close a client silent for this long")
+    p.add_argument("--max-frame-bytes", type=int, default=MAX_FRAME_BYTES, metavar="BYTES")
     p.add_argument("--relay", action="store_true",
                    help="week 5: also relay UDP for peers that cannot punch (same port number)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
@@ -166,12 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a second address: serve RFC 5780 on 2 IPs x 2 ports (PORT, PORT+1)")
     p.set_defaults(handler=_cmd_stun_server)
 
+    from netsprint.stun.nat import DEFAULT_TEST_TIMEOUT
+
     p = sub.add_parser("nat-type", help="week 3: find the NAT type in front of this host")
     p.add_argument("--server", required=True, metavar="IP:PORT",
                    help="a STUN server; RFC 5780 support gives the full answer")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="per-test timeout (default 3.0: silence is an answer in the filtering "
+                   help=f"per-test timeout (default {DEFAULT_TEST_TIMEOUT}: silence is an "
+                        "answer in the filtering "
                         "tests; RFC 5389's full schedule would wait 39.5 s per silent test)")
     p.set_defaults(handler=_cmd_nat_type)
 

@@ -26,6 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from netsprint.ebpf import doctor as ebpf_doctor
+from netsprint.ebpf.doctor import (
+    BTF, LOCKDOWN, LOCKDOWN_EFFECTS, MODULES, parse_lockdown, tracefs_mount_point,
+)
+
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 STATUSES = (OK, WARN, FAIL)
 
@@ -34,6 +39,7 @@ TOOL_TIMEOUT = 15.0  # seconds for one outside program (nft, ip, prometheus --ve
 PROBE_TIMEOUT = 60.0  # seconds for one eBPF probe: compile, load, attach, trigger
 PROBE_MODULE = "netsprint.ebpf.probes.feature_probe"
 PROVISION = "run `make provision` (scripts/provision.sh)"
+FIX = "`sudo .venv/bin/netsprint doctor --fix`"
 
 # Capability bits (linux/capability.h) the labs need.
 CAP_NET_ADMIN = 12
@@ -91,7 +97,8 @@ def _privileged() -> bool:
         return os.geteuid() == 0
 
 
-def _tail(text: str, lines: int = 20) -> str:
+def tail(text: str, lines: int = 20) -> str:
+    """The last `lines` lines of a tool's output (what a report shows of a long log)."""
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -156,22 +163,19 @@ def check_bcc() -> Check:
 def check_tracefs(mounts_text: str | None = None) -> Check:
     if mounts_text is None:
         mounts_text = Path("/proc/mounts").read_text()
-    points = [f[1] for f in (line.split() for line in mounts_text.splitlines())
-              if len(f) >= 3 and f[2] == "tracefs"]
-    for point in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
-        if point in points:
-            return Check("tracefs", OK, f"mounted at {point}")
+    point = tracefs_mount_point(mounts_text)
+    if point is not None:
+        return Check("tracefs", OK, f"mounted at {point}")
     return Check("tracefs", FAIL, "tracefs is not mounted: tracepoints cannot attach",
-                 "`sudo .venv/bin/netsprint doctor --fix` mounts it (or by hand: "
-                 "`mount -t tracefs nodev /sys/kernel/tracing`)")
+                 f"{FIX} mounts it (or by hand: `mount -t tracefs nodev /sys/kernel/tracing`)")
 
 
-def check_kernel_headers(release: str | None = None, modules: Path = Path("/lib/modules")) -> Check:
+def check_kernel_headers(release: str | None = None, modules: Path = MODULES) -> Check:
     release = release or os.uname().release
     build = modules / release / "build"
     if not build.exists():
         return Check("kernel headers", FAIL, f"{build} is missing: bcc cannot compile programs",
-                     f"`sudo .venv/bin/netsprint doctor --fix` links installed headers; else {PROVISION}: "
+                     f"{FIX} links installed headers; else {PROVISION}: "
                      f"it installs linux-headers-{release} or the distro's generic headers")
     if build.is_symlink():
         target = build.resolve()
@@ -182,17 +186,15 @@ def check_kernel_headers(release: str | None = None, modules: Path = Path("/lib/
     return Check("kernel headers", OK, str(build))
 
 
-def check_btf(path: Path = Path("/sys/kernel/btf/vmlinux")) -> Check:
+def check_btf(path: Path = BTF) -> Check:
     if path.exists():
         return Check("BTF", OK, f"{path}")
     return Check("BTF", WARN, f"{path} missing: no fentry, no CO-RE",
                  "fine for the workbook: its programs use tracepoints")
 
 
-def check_lockdown(path: Path = Path("/sys/kernel/security/lockdown")) -> Check:
+def check_lockdown(path: Path = LOCKDOWN) -> Check:
     """The lockdown LSM (on by default with Secure Boot on many distros) refuses parts of BPF."""
-    from netsprint.ebpf.doctor import LOCKDOWN_EFFECTS, parse_lockdown
-
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -219,17 +221,17 @@ def _probe(kind: str, required: bool) -> Check:
         proc = _run([sys.executable, "-m", PROBE_MODULE, kind], timeout=PROBE_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         out = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        return Check(name, trouble, f"probe timed out after {PROBE_TIMEOUT:.0f}s", PROVISION, _tail(out))
+        return Check(name, trouble, f"probe timed out after {PROBE_TIMEOUT:.0f}s", PROVISION, tail(out))
     lines = proc.stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1])
         status = result["status"] if result["status"] == OK or required else WARN
         return Check(name, status, result["detail"], result.get("hint", ""),
-                     "" if status == OK else _tail(proc.stderr))
+                     "" if status == OK else tail(proc.stderr))
     except (IndexError, ValueError, KeyError, TypeError):
         return Check(name, trouble, f"probe crashed (exit {proc.returncode})",
                      "see the log below; `make provision` sets up headers and tracefs",
-                     _tail(proc.stderr + proc.stdout))
+                     tail(proc.stderr + proc.stdout))
 
 
 def check_tracepoint() -> Check:
@@ -260,7 +262,7 @@ def check_nft() -> Check:
     proc = _run([nft, "--check", "-f", "-"], stdin=NFT_PROBE)  # --check: validated, never applied
     if proc.returncode != 0:
         return Check("nftables", FAIL, "the kernel refused a NAT table (nf_tables/nft_nat missing?)",
-                     "use a kernel with nf_tables NAT support (the Vagrant VM has one)", _tail(proc.stderr))
+                     "use a kernel with nf_tables NAT support (the Vagrant VM has one)", tail(proc.stderr))
     return Check("nftables", OK, f"{version}; a NAT table validates")
 
 
@@ -275,11 +277,11 @@ def check_netns() -> Check:
         add = _run([ip, "netns", "add", name])
         if add.returncode != 0:
             return Check("netns", FAIL, f"cannot create a namespace: {add.stderr.strip()}",
-                         "run as root on a kernel with network namespaces", _tail(add.stderr))
+                         "run as root on a kernel with network namespaces", tail(add.stderr))
         lo = _run([ip, "-n", name, "link", "set", "lo", "up"])
         if lo.returncode != 0:
             return Check("netns", FAIL, f"created {name} but cannot configure it: {lo.stderr.strip()}",
-                         "check that iproute2 matches the kernel", _tail(lo.stderr))
+                         "check that iproute2 matches the kernel", tail(lo.stderr))
     finally:
         _run([ip, "netns", "delete", name])
     if Path("/run/netns", name).exists():
@@ -310,7 +312,7 @@ def check_prometheus() -> Check:
         first = (proc.stdout or proc.stderr).strip().splitlines()
         if proc.returncode != 0 or not first:
             return Check("prometheus", FAIL, f"`{tool} --version` failed", "reinstall: `apt-get install --reinstall prometheus`",
-                         _tail(proc.stderr))
+                         tail(proc.stderr))
         versions.append(first[0].split(" (")[0])
     return Check("prometheus", OK, "; ".join(versions))
 
@@ -370,38 +372,36 @@ STYLE = {OK: "bold green", WARN: "bold yellow", FAIL: "bold red"}
 FIX_STYLE = {"fixed": "bold green", "nothing to fix": "green", "cannot fix": "bold yellow"}
 
 
-def render_fixes(fixes: Sequence, console=None) -> None:
-    """Print what `--fix` did as a rich table (before the re-check's report)."""
-    from rich.console import Console
+def _print_table(console, title: str, columns: tuple[str, str], rows: Sequence,
+                 styles: dict[str, str]) -> None:
+    """One row per Check or Fix: name, status (coloured by `styles`), detail, what to do."""
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
-    table = Table(title="netsprint doctor --fix", show_lines=False)
-    table.add_column("fix", no_wrap=True)
-    table.add_column("result", no_wrap=True)
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
     table.add_column("detail", overflow="fold")
     table.add_column("what to do", overflow="fold")
-    for f in fixes:
-        table.add_row(f.name, Text(f.status, style=FIX_STYLE[f.status]), Text(f.detail), Text(f.hint))
+    for r in rows:
+        table.add_row(r.name, Text(r.status, style=styles[r.status]), Text(r.detail), Text(r.hint))
     console.print(table)
+
+
+def render_fixes(fixes: Sequence, console=None) -> None:
+    """Print what `--fix` did as a rich table (before the re-check's report)."""
+    from rich.console import Console
+
+    _print_table(console or Console(), "netsprint doctor --fix", ("fix", "result"), fixes,
+                 FIX_STYLE)
 
 
 def render(checks: Sequence[Check], console=None) -> None:
     """Print the report as a rich table, then the captured log of each FAIL."""
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
     console = console or Console()
-    table = Table(title="netsprint doctor", show_lines=False)
-    table.add_column("check", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("detail", overflow="fold")
-    table.add_column("what to do", overflow="fold")
-    for c in checks:
-        table.add_row(c.name, Text(c.status, style=STYLE[c.status]), Text(c.detail), Text(c.hint))
-    console.print(table)
+    _print_table(console, "netsprint doctor", ("check", "status"), checks, STYLE)
     for c in checks:
         if c.status == FAIL and c.log:
             console.rule(f"{c.name}: tool output")
@@ -412,11 +412,7 @@ def render(checks: Sequence[Check], console=None) -> None:
 
 def main(as_json: bool = False, fix: bool = False) -> int:
     """Check (after fixing what `--fix` can: tracefs, kernel headers), print, exit 1 on a FAIL."""
-    fixes = None
-    if fix:
-        from netsprint.ebpf.doctor import run_fixes
-
-        fixes = run_fixes()
+    fixes = ebpf_doctor.run_fixes() if fix else None
     checks = run_checks()
     if as_json:
         print(to_json(checks, fixes))

@@ -127,8 +127,7 @@ class SourceNotebook:
     @classmethod
     def read(cls, path: Path) -> "SourceNotebook":
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        graded = [c["metadata"]["nbgrader"] for c in cells
-                  if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+        graded = [_nbgrader(c) for c in cells if _nbgrader(c).get("grade")]
         return cls(tuple(g["grade_id"] for g in graded),
                    float(sum(g.get("points", 0) for g in graded)),
                    tuple(cell_timeout(c) for c in cells if c["cell_type"] == "code"))
@@ -231,33 +230,34 @@ def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[
         return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in submission.grades}
 
 
+def _nbgrader(cell: dict) -> dict:
+    """A cell's nbgrader metadata ({} for a cell nbgrader does not manage)."""
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _errors(cell: dict) -> list[str]:
+    """"<ename>: <evalue>" for each error a cell's outputs hold."""
+    return [f"{o['ename']}: {o['evalue']}".strip() for o in cell.get("outputs", [])
+            if o.get("output_type") == "error"]
+
+
 def timed_out_cells(nb: dict) -> list[str]:
     """Cells nbclient interrupted at their time limit, by grade_id or cell id."""
-    return [cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
+    return [_nbgrader(cell).get("grade_id") or cell.get("id", "?")
             for cell in nb["cells"]
             if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))]
 
 
 def untested_errors(nb: dict) -> list[str]:
     """"<cell id>: <error>" for each cell that is not a test and raised."""
-    found = []
-    for cell in nb["cells"]:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                found.append(f"{cell.get('id', '?')}: {out['ename']}: {out['evalue']}".strip())
-    return found
+    return [f"{cell.get('id', '?')}: {error}" for cell in nb["cells"]
+            if not _nbgrader(cell).get("grade") for error in _errors(cell)]
 
 
 def failure_messages(nb: dict) -> dict[str, str]:
-    messages = {}
-    for cell in nb["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if meta.get("grade") and errors:
-            messages[meta["grade_id"]] = f"{errors[-1]['ename']}: {errors[-1]['evalue']}".strip()
-    return messages
+    """grade_id -> the last error of each test cell that raised."""
+    return {_nbgrader(cell)["grade_id"]: _errors(cell)[-1] for cell in nb["cells"]
+            if _nbgrader(cell).get("grade") and _errors(cell)}
 
 
 def record(course: CourseRoot, results: list[NotebookResult]) -> None:

@@ -97,7 +97,7 @@ def read_json(path: Path, default: Any) -> Any:
         return default
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CourseError(f"{path} is not valid JSON ({exc}); move it aside and retry") from exc
 
 

@@ -291,7 +291,7 @@ class _Validator:
         return value
 
     def number(self, m: Mapping[str, Any], key: str, where: str, field: str,
-               minimum: int = 0, types: _Types = int) -> int:
+               minimum: int = 0, types: _Types = int) -> int | float:
         """A whole number (or, with `types=(int, float)`, any number) >= `minimum`."""
         value = self.get(m, key, types, where, field)
         if value < minimum:
