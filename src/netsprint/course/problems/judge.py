@@ -1,0 +1,51 @@
+"""Time limits for a problem's large input, checked inside the learner's kernel.
+
+A hidden test wraps its large input in `within(seconds, what)`. The limit is a wall-clock
+alarm (SIGALRM through `setitimer`), so a solution of the wrong complexity is interrupted with
+a message that names the input and the complexity to aim for, instead of hanging the
+notebook until the cell's own timeout. Sizes are chosen so the reference solution needs a
+small fraction of the limit (see docs/problems.md).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from netsprint.errors import CourseError
+
+DEFAULT_LIMIT_SECONDS = 0.5
+
+
+class TimeLimitExceeded(CourseError, AssertionError):
+    """A solution ran past its large input's limit (an AssertionError, so it fails a test)."""
+
+
+@contextmanager
+def within(seconds: float = DEFAULT_LIMIT_SECONDS, what: str = "the large input",
+           hint: str = "") -> Iterator[None]:
+    """Fail with TimeLimitExceeded if the body runs longer than `seconds` of wall time."""
+    if threading.current_thread() is not threading.main_thread():
+        raise CourseError("within() needs the main thread: signals are delivered only there")
+    started = time.monotonic()
+
+    def expire(signum, frame):
+        raise TimeLimitExceeded(
+            f"{what} took longer than {seconds:g} s"
+            + (f": {hint}" if hint else ": look for an approach of lower complexity"))
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # A body that finished inside C code (a long sort) may never see the alarm: check again.
+    elapsed = time.monotonic() - started
+    if elapsed > seconds:
+        raise TimeLimitExceeded(f"{what} took {elapsed:.2f} s, more than {seconds:g} s"
+                                + (f": {hint}" if hint else ""))
