@@ -62,9 +62,12 @@ WEEKS_WITH_MATERIAL = sorted(int(p.name[4:]) for p in SOLUTIONS.glob("week[0-9][
 
 @pytest.mark.parametrize("number", WEEKS_WITH_MATERIAL)
 def test_a_written_week_has_the_notebooks_the_plan_lists(plan, number):
-    """`progress` calls a week done when the plan's notebooks pass: the names must match."""
+    """`progress` calls a week done when the plan's notebooks pass: the names must match.
+    A week with problems also has its problem-bank notebook."""
+    week = plan.week(number)
     written = sorted(p.name for p in (SOLUTIONS / f"week{number:02d}").glob("*.ipynb"))
-    assert written == sorted(plan.week(number).notebooks)
+    extra = [week.problems_notebook] if week.problems_notebook else []
+    assert written == sorted([*week.notebooks, *extra])
 
 
 # Weeks whose plan tasks are review, docs and interview preparation only (week 7: code

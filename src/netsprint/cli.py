@@ -42,7 +42,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
 def _cmd_grade(args: argparse.Namespace) -> int:
     from netsprint.course.grading import main as grade_main
 
-    return grade_main(args.weeks, notebooks=args.notebooks, as_json=args.json, root=args.root)
+    return grade_main(args.weeks, notebooks=args.notebooks, as_json=args.json, root=args.root,
+                      jobs=args.jobs)
 
 
 def _cmd_signal_server(args: argparse.Namespace) -> int:
@@ -80,6 +81,12 @@ def _cmd_nat_type(args: argparse.Namespace) -> int:
 
 def _cmd_trace(args: argparse.Namespace) -> int:
     from netsprint.ebpf.command import run
+
+    return run(args)
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from netsprint.agent.runner import run
 
     return run(args)
 
@@ -134,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weeks", nargs="*", help="week00 .. week26 (default: all released)")
     p.add_argument("--notebooks", type=Path, default=None, help="default: notebooks/")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks graded side by side (default: one per CPU, at most 4; "
+                        "notebooks that use the machine always run one at a time)")
     course_root(p)
     p.set_defaults(handler=_cmd_grade)
 
@@ -212,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     from netsprint.ebpf.command import add_arguments as trace_arguments
     trace_arguments(p)
     p.set_defaults(handler=_cmd_trace)
+
+    p = sub.add_parser("agent", help="weeks 12-19: eBPF TCP metrics for Prometheus (root)")
+    from netsprint.agent.runner import add_arguments as agent_arguments
+    agent_arguments(p)
+    p.set_defaults(handler=_cmd_agent)
     return parser
 
 

@@ -18,10 +18,13 @@ from netsprint.course.workspace import ensure_venv_on_path, run_converter
 from netsprint.errors import CourseError
 
 
-def autograde(course_dir: Path, week: str, notebook_id: str, cell_timeout: int | None) -> None:
+def autograde(course_dir: Path, week: str, notebook_id: str, cell_timeout: int | None,
+              gradebook: Path | None = None) -> None:
     from nbgrader.converters import Autograde
 
     config = course_config(course_dir)
+    if gradebook:
+        config.CourseDirectory.db_url = f"sqlite:///{gradebook}"
     if cell_timeout:
         # A cap on every cell's limit (tests use it to see a hung cell reported quickly).
         config.Execute.timeout_func = lambda cell: min(requested_or_default(cell), cell_timeout)
@@ -35,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("week")
     parser.add_argument("notebook_id")
     parser.add_argument("--cell-timeout", type=int, default=None)
+    parser.add_argument("--gradebook", type=Path, default=None,
+                        help="this notebook's own copy of the gradebook")
     args = parser.parse_args(argv)
     ensure_venv_on_path()
     try:
-        autograde(args.course_dir, args.week, args.notebook_id, args.cell_timeout)
+        autograde(args.course_dir, args.week, args.notebook_id, args.cell_timeout,
+                  args.gradebook)
     except CourseError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netsprint.course.nbconfig import COURSE_ID, LEARNER, gradebook_url
+from netsprint.course.nbconfig import COURSE_ID, LEARNER, gradebook_path
 from netsprint.course.paths import GRADES_VERSION, ROOT_ENV, CourseRoot, read_json, write_json
 from netsprint.course.timeouts import cell_timeout
 from netsprint.course.workspace import (
@@ -33,6 +34,16 @@ from netsprint.course.workspace import (
 from netsprint.errors import CourseError
 
 NOTEBOOK_MARGIN_SECONDS = 60  # kernel start-up and nbgrader's own work, beyond the cells
+# Notebook metadata `{"netsprint": {"grading": "shared"}}` marks a notebook that touches
+# nothing machine-wide (no namespaces, BPF, fixed ports or timing), so it may be graded beside
+# another; every other notebook is graded alone (see run_scheduled).
+GRADING_KEY, SHARED = "grading", "shared"
+
+
+def is_manual(meta: dict) -> bool:
+    """A cell a person grades: nbgrader's manually graded answers (solution and grade both
+    set) and tasks. Autograding leaves them unscored, so they count in no automatic total."""
+    return bool(meta.get("task") or (meta.get("grade") and meta.get("solution")))
 
 
 @dataclass
@@ -56,6 +67,8 @@ class NotebookResult:
     # Errors in cells that are not tests (demos, plots, the learner's own cells): they cost
     # no points but usually explain a failing test further down.
     other_errors: list[str] = field(default_factory=list)
+    # Cells a person grades (system-design answers): listed, never in score or max_score.
+    manual_cells: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -71,21 +84,30 @@ class Limits:
 
 
 def grade(course: CourseRoot, weeks: list[str], notebooks: Path, limits: Limits = Limits(),
-          progress: Progress | None = None) -> list[NotebookResult]:
-    results: list[NotebookResult] = []
+          progress: Progress | None = None, jobs: int | None = None) -> list[NotebookResult]:
+    """Grade every notebook of `weeks`, `jobs` at a time (default: one per CPU, at most 4).
+
+    Notebooks that use the machine (namespaces, BPF, servers, timing) are `exclusive`: at most
+    one of them runs at a time, and only `shared` ones (problems, quizzes) run beside it.
+    """
     with temporary_course(course, weeks) as tmp:
-        jobs = [(week, name) for week in weeks for name in source_notebooks(tmp, week)]
-        task = progress.add_task("grading", total=len(jobs)) if progress else None
         for week in weeks:
             generate_release(tmp, week)
             copy_submission(notebooks / week, submission_dir(tmp, week))
-            for name in source_notebooks(tmp, week):
-                if progress:
-                    progress.update(task, description=f"grading {week}/{name}")
-                results.append(grade_notebook(tmp, week, name, limits, course.root))
-                if progress:
-                    progress.advance(task)
-    return results
+        queue = [(week, name) for week in weeks for name in source_notebooks(tmp, week)]
+        task = progress.add_task("grading", total=len(queue)) if progress else None
+
+        def one(job: tuple[str, str]) -> NotebookResult:
+            result = grade_notebook(tmp, *job, limits, course.root)
+            if progress:
+                progress.update(task, description=f"graded {result.key}")
+                progress.advance(task)
+            return result
+
+        exclusive = {job: SourceNotebook.read(tmp / "solutions" / job[0] / job[1]).exclusive
+                     for job in queue}
+        done = run_scheduled(queue, exclusive, one, jobs or default_jobs())
+    return [done[job] for job in queue]
 
 
 def source_notebooks(tmp: Path, week: str) -> list[str]:
@@ -99,6 +121,61 @@ def copy_submission(learner_week: Path, dest: Path) -> None:
         dest.mkdir(parents=True)
 
 
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def run_scheduled(queue: list, exclusive: dict, run, workers: int) -> dict:
+    """Run `run(job)` for every job on `workers` threads, never two exclusive jobs at once.
+
+    Exclusive jobs are started first: they are the long ones, and shared jobs fill the other
+    workers meanwhile.
+    """
+    pending = sorted(queue, key=lambda job: not exclusive[job])
+    results: dict = {}
+    state = threading.Condition()
+    busy = {"exclusive": False}
+    failure: list[BaseException] = []
+
+    def take():
+        with state:
+            while pending and not failure:
+                for job in pending:
+                    if not (exclusive[job] and busy["exclusive"]):
+                        pending.remove(job)
+                        busy["exclusive"] |= exclusive[job]
+                        return job
+                state.wait()
+            return None
+
+    def worker() -> None:
+        while (job := take()) is not None:
+            try:
+                results[job] = run(job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                failure.append(exc)
+            with state:
+                busy["exclusive"] &= not exclusive[job]
+                state.notify_all()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException:
+        # Ctrl-C lands here: stop every worker's child so no kernel outlives the tmp course.
+        with state:
+            failure.append(KeyboardInterrupt())
+            pending.clear()
+        stop_running_workers()
+        raise
+    if failure:
+        raise failure[0]
+    return results
+
+
 def grade_notebook(tmp: Path, week: str, name: str, limits: Limits,
                    course_root: Path) -> NotebookResult:
     started = time.monotonic()
@@ -108,8 +185,10 @@ def grade_notebook(tmp: Path, week: str, name: str, limits: Limits,
             f"{week}/{name} is missing from your notebooks: `netsprint release {week}` "
             "brings back a fresh copy"))
     wall = limits.notebook or source.budget(limits.cell)
-    error = run_worker(tmp, week, name.removesuffix(".ipynb"), limits.cell, wall, course_root)
-    result = read_result(tmp, week, name, source)
+    gradebook = private_gradebook(tmp, week, name)
+    error = run_worker(tmp, week, name.removesuffix(".ipynb"), limits.cell, wall, course_root,
+                       gradebook)
+    result = read_result(tmp, week, name, source, gradebook)
     if error:
         result.error = error
     result.seconds = round(time.monotonic() - started, 2)
@@ -118,19 +197,28 @@ def grade_notebook(tmp: Path, week: str, name: str, limits: Limits,
 
 @dataclass(frozen=True)
 class SourceNotebook:
-    """What grading needs from a source notebook: its graded cells and its cells' limits."""
+    """What grading needs from a source notebook: its automatically graded cells, the cells a
+    person grades, its cells' limits, and whether it needs the machine to itself."""
 
     graded: tuple[str, ...]
     max_score: float
     cell_timeouts: tuple[int, ...]
+    manual: tuple[str, ...] = ()
+    exclusive: bool = True
 
     @classmethod
     def read(cls, path: Path) -> "SourceNotebook":
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        graded = [_nbgrader(c) for c in cells if _nbgrader(c).get("grade")]
-        return cls(tuple(g["grade_id"] for g in graded),
-                   float(sum(g.get("points", 0) for g in graded)),
-                   tuple(cell_timeout(c) for c in cells if c["cell_type"] == "code"))
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+        graded = [_nbgrader(c) for c in cells
+                  if _nbgrader(c).get("grade") or _nbgrader(c).get("task")]
+        auto = [g for g in graded if not is_manual(g)]
+        return cls(tuple(g["grade_id"] for g in auto),
+                   float(sum(g.get("points", 0) for g in auto)),
+                   tuple(cell_timeout(c) for c in cells if c["cell_type"] == "code"),
+                   manual=tuple(g["grade_id"] for g in graded if is_manual(g)),
+                   exclusive=nb.get("metadata", {}).get("netsprint", {}).get(
+                       GRADING_KEY) != SHARED)
 
     def budget(self, cap: int | None) -> float:
         """Wall-clock seconds for the whole notebook: every cell's limit plus start-up."""
@@ -138,16 +226,38 @@ class SourceNotebook:
         return sum(limits) + NOTEBOOK_MARGIN_SECONDS
 
 
+def private_gradebook(tmp: Path, week: str, name: str) -> Path:
+    """A copy of the course's gradebook for one notebook: SQLite takes one writer at a time,
+    so notebooks graded side by side each write their own."""
+    copy = tmp / ".netsprint" / "gradebooks" / f"{week}-{name.removesuffix('.ipynb')}.db"
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copyfile(gradebook_path(tmp), copy)
+    return copy
+
+
+_RUNNING: set[int] = set()  # pids of autograde workers, for Ctrl-C
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running_workers() -> None:
+    with _RUNNING_LOCK:
+        for pid in list(_RUNNING):
+            kill_tree(pid)
+
+
 def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
-               wall: float, course_root: Path) -> str | None:
+               wall: float, course_root: Path, gradebook: Path) -> str | None:
     """Run the autograde worker; returns an error message, or None when it finished."""
-    cmd = [sys.executable, "-m", "netsprint.course.autograde_worker", str(tmp), week, notebook_id]
+    cmd = [sys.executable, "-m", "netsprint.course.autograde_worker", str(tmp), week, notebook_id,
+           "--gradebook", str(gradebook)]
     if cap:
         cmd += ["--cell-timeout", str(cap)]
     # The notebook runs in `tmp`; cells that ask for the learner's course (progress) get it.
     env = {**os.environ, ROOT_ENV: str(course_root)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=tmp, env=env)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc.pid)
     try:
         _, stderr = proc.communicate(timeout=wall)
     except subprocess.TimeoutExpired:
@@ -161,6 +271,9 @@ def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
         kill_tree(proc.pid)
         proc.wait()
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc.pid)
     if proc.returncode != 0:
         return worker_failure(stderr) or f"grading failed (exit {proc.returncode})"
     return None
@@ -208,24 +321,27 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def read_result(tmp: Path, week: str, name: str, source: SourceNotebook) -> NotebookResult:
+def read_result(tmp: Path, week: str, name: str, source: SourceNotebook,
+                gradebook: Path) -> NotebookResult:
     """Scores from nbgrader's gradebook, messages from the autograded notebook's outputs."""
     autograded = tmp / "autograded" / LEARNER / week / name
     if not autograded.exists():
         return NotebookResult(week, name, 0.0, source.max_score, error="not graded")
     nb = json.loads(autograded.read_text(encoding="utf-8"))
     messages = failure_messages(nb)
-    scores = gradebook_scores(tmp, week, name.removesuffix(".ipynb"))
+    scores = gradebook_scores(gradebook, week, name.removesuffix(".ipynb"))
     cells = [CellResult(cell, *scores.get(cell, (0.0, 0.0)), messages.get(cell, ""))
              for cell in source.graded]
     return NotebookResult(week, name, sum(c.score for c in cells), source.max_score, cells,
-                          stopped_cells=timed_out_cells(nb), other_errors=untested_errors(nb))
+                          stopped_cells=timed_out_cells(nb), other_errors=untested_errors(nb),
+                          manual_cells=list(source.manual))
 
 
-def gradebook_scores(tmp: Path, week: str, notebook_id: str) -> dict[str, tuple[float, float]]:
+def gradebook_scores(gradebook: Path, week: str,
+                     notebook_id: str) -> dict[str, tuple[float, float]]:
     from nbgrader.api import Gradebook
 
-    with Gradebook(gradebook_url(tmp), COURSE_ID) as gb:
+    with Gradebook(f"sqlite:///{gradebook}", COURSE_ID) as gb:
         submission = gb.find_submission_notebook(notebook_id, week, LEARNER)
         return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in submission.grades}
 
@@ -284,6 +400,9 @@ def render(results: list[NotebookResult], console: Console) -> None:
         for cell in r.stopped_cells:
             console.print(f"  {r.key} [bold]{cell}[/bold] was stopped at its time limit: "
                           "a loop that never ends, or a wait for something that never comes?")
+        if r.manual_cells:
+            console.print(f"  {r.key}: {len(r.manual_cells)} answer(s) for a person to read, "
+                          f"not in the score: {', '.join(r.manual_cells)}")
         for error in r.other_errors:
             console.print(f"  {r.key} raised in a cell that is not a test: {error}",
                           markup=False, highlight=False)
@@ -294,7 +413,7 @@ def render(results: list[NotebookResult], console: Console) -> None:
 
 
 def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
-         root: Path | None = None, limits: Limits = Limits()) -> int:
+         root: Path | None = None, limits: Limits = Limits(), jobs: int | None = None) -> int:
     course = CourseRoot.find(root)
     selected = course.select_weeks(weeks)
     folder = (notebooks or course.notebooks).resolve()
@@ -304,7 +423,7 @@ def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=Console(stderr=True),
                   transient=True) as progress:
-        results = grade(course, selected, folder, limits, progress)
+        results = grade(course, selected, folder, limits, progress, jobs)
     is_workbook = folder == course.notebooks.resolve()
     if is_workbook:
         record(course, results)

@@ -19,9 +19,13 @@ RELEASE = "notebooks"
 LEARNER = "learner"
 
 
-def gradebook_url(root: Path) -> str:
+def gradebook_path(root: Path) -> Path:
     """nbgrader's database for the course at `root` (the panels', or a temporary course's)."""
-    return f"sqlite:///{root / '.netsprint' / 'gradebook.db'}"
+    return root / ".netsprint" / "gradebook.db"
+
+
+def gradebook_url(root: Path) -> str:
+    return f"sqlite:///{gradebook_path(root)}"
 
 
 def configure(c: Config, root: Path) -> Config:

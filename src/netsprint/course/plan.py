@@ -25,6 +25,7 @@ PLAN_FILE = Path(__file__).with_name("plan.yaml")
 FIRST_WEEK = 0
 LAST_WEEK = 26
 CHECKPOINT_WEEKS = (7, 19, 26)
+PROBLEMS_NOTEBOOK = "problems.ipynb"
 NOTEBOOK_PATTERN = re.compile(r"^\d\d-[a-z0-9][a-z0-9-]*\.ipynb$")
 
 
@@ -182,6 +183,13 @@ class Week:
     def name(self) -> str:
         """The folder name, `week07`."""
         return week_name(self.number)
+
+    @property
+    def problems_notebook(self) -> str | None:
+        """The week's problem-bank notebook, None in a week without problems. It is not among
+        `notebooks` (the lessons a week's status is judged on): problems count against the
+        pace instead (progress, docs/problems.md)."""
+        return PROBLEMS_NOTEBOOK if self.problems.count else None
 
 
 @dataclass(frozen=True)
