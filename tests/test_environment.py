@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # PyPI name -> conda-forge name, where environment.yml uses a different package on purpose.
 CONDA_NAMES = {
     "matplotlib": "matplotlib-base",  # the same library without the Qt GUI backends
+    "kubernetes": "python-kubernetes",  # conda-forge's name for the official client
 }
 # In environment.yml but not in pyproject.toml, on purpose.
 CONDA_ONLY = {"python", "pip", "bcc"}
