@@ -191,8 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "tests; RFC 5389's full schedule would wait 39.5 s per silent test)")
     p.set_defaults(handler=_cmd_nat_type)
 
-    p = sub.add_parser("lab", help="weeks 3-7: the NAT lab in network namespaces (root)")
+    p = sub.add_parser("lab", help="weeks 3-7: the NAT lab in network namespaces; weeks "
+                                   "14-15: pods on one node (root)")
     lab = p.add_subparsers(dest="lab_command", required=True)
+    from netsprint.lab.pods_command import add_arguments as pods_arguments
+    pods_arguments(lab)
     q = lab.add_parser("up", help="build a lab: internet, two NAT routers, a peer behind each")
     q.add_argument("--name", default="ns", help="the lab's name")
     q.add_argument("--nat-a", default="port-restricted", help="NAT type of router a")

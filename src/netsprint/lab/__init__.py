@@ -7,6 +7,9 @@
 - `matrix`: two peers (STUN, signaling, relay) behind every pair of NAT types, in one lab.
 - `command`: `netsprint lab up|down|nat|shell|classify|matrix`.
 - `vethpair`: two namespaces joined by one veth, the smallest lab for XDP and TC (weeks 10-11).
+- `pods`: `PodNode`, a Kubernetes-style node of pods (namespaces on a bridge, a mini CNI with
+  IPAM, a cgroup per pod, a pod map for the agent) (weeks 14-15); `pods_command`:
+  `netsprint lab pods up|down|list|exec`.
 
 `LabError` is defined here (not in a submodule) so every submodule can raise it without
 importing another; it derives from the one error root.

@@ -44,8 +44,10 @@ EXPECTED_CLASS = {
 def run(args: argparse.Namespace) -> int:
     """Dispatch `netsprint lab <command>`; every command needs root."""
     check_root()
+    from netsprint.lab import pods_command
+
     handlers = {"up": lab_up, "down": lab_down, "nat": lab_nat, "shell": lab_shell,
-                "classify": lab_classify, "matrix": lab_matrix}
+                "classify": lab_classify, "matrix": lab_matrix, "pods": pods_command.run}
     try:
         return handlers[args.lab_command](args)
     except NetsprintError:
