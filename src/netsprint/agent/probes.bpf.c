@@ -1,0 +1,362 @@
+// The agent's probes (weeks 12-19): per-flow TCP counters and histograms in maps that the
+// agent reads on a schedule (probes.py `AgentProbes.snapshot()`). Tracepoints only: kprobes
+// are compiled out on the project's kernel, fentry is refused, and the build headers do not
+// match the kernel, so no struct sock field is read (docs/ebpf.md, "Why tracepoints first").
+//
+// Hooks, each keyed by the socket's address (skaddr / sk, the same pointer everywhere):
+//   sock:inet_sock_set_state  opens, closes, connect failures, connect duration
+//   sock:sock_send_length     payload bytes sent (kernel >= 6.3), process context
+//   sock:sock_recv_length     payload bytes received, MSG_PEEK excluded, process context
+//   tcp:tcp_retransmit_skb    retransmitted segments
+//   tcp:tcp_probe             smoothed RTT, once per received segment (kept minimal)
+//   tcp:tcp_destroy_sock      forgets the socket
+//
+// Why per-CPU maps for `flows` and the histograms: many sockets of one pod talking to one
+// peer share one flow key, and sendmsg()/softirqs on several CPUs would update the same
+// value at once. In a per-CPU map each CPU has its own copy, so a plain `+=` is exact
+// (tracing programs do not nest on one CPU: the kernel's bpf_prog_active guard skips a
+// nested run) and no cache line bounces between CPUs; user space sums the copies. The
+// price is memory: max_flows x CPUs x value size, preallocated (224 B for a histogram).
+//
+// Why a plain hash (not LRU) for `sockets` and `flows`: a full map must refuse and be
+// counted (`lost`), not silently evict a live socket or a flow's cumulative counters.
+// Inserts use lookup_or_try_init: bcc's increment() inserts nothing for a new key on
+// per-CPU maps (docs/ebpf.md, maps).
+#include "probes.h"
+#include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
+
+#ifndef AGENT_MAX_FLOWS
+#define AGENT_MAX_FLOWS 10240
+#endif
+#ifndef AGENT_MAX_SOCKETS
+#define AGENT_MAX_SOCKETS 65536
+#endif
+
+#define NS_AF_INET6   10
+#define MSG_PEEK_FLAG 2  // linux/socket.h MSG_PEEK
+
+// /sys/kernel/tracing/events/sock/sock_send_length/format (sock_recv_length is the same)
+struct length_args {
+    __u64 common;
+    __u64 sk;
+    __u16 family;
+    __u16 protocol;
+    int ret;                // bytes moved, or -errno
+    int flags;              // recv flags (MSG_PEEK ...)
+};
+
+// /sys/kernel/tracing/events/tcp/tcp_retransmit_skb/format
+struct retransmit_args {
+    __u64 common;
+    __u64 skbaddr;
+    __u64 skaddr;
+    int state;
+    __u16 sport;
+    __u16 dport;
+    __u16 family;
+    __u8 saddr[4];          // offset 34: byte arrays pack right after family
+    __u8 daddr[4];
+    __u8 saddr_v6[16];
+    __u8 daddr_v6[16];
+    int err;
+};
+
+// /sys/kernel/tracing/events/tcp/tcp_probe/format, up to skaddr. The addresses are a
+// struct sockaddr_in / sockaddr_in6 (28 bytes): sin_addr at byte 4, sin6_addr at byte 8.
+struct probe_args {
+    __u64 common;
+    __u8 saddr[28];
+    __u8 daddr[28];
+    __u16 sport;
+    __u16 dport;
+    __u16 family;
+    __u32 mark;
+    __u16 data_len;
+    __u32 snd_nxt;
+    __u32 snd_una;
+    __u32 snd_cwnd;
+    __u32 ssthresh;
+    __u32 snd_wnd;
+    __u32 srtt;             // tp->srtt_us >> 3 (include/trace/events/tcp.h): microseconds
+    __u32 rcv_wnd;
+    __u64 sock_cookie;
+    __u64 skbaddr;
+    __u64 skaddr;
+};
+
+// /sys/kernel/tracing/events/tcp/tcp_destroy_sock/format (only the field we need)
+struct destroy_args {
+    __u64 common;
+    __u64 skaddr;
+};
+
+// Sockets from SYN_SENT / SYN_RECV until the kernel destroys them. Deleted at destroy, not at
+// CLOSE: an application may still read queued bytes after the state reached CLOSE
+// (shutdown(SHUT_WR), then the peer's FIN), and those belong to the flow too.
+BPF_HASH(sockets, __u64, struct agent_socket, AGENT_MAX_SOCKETS);
+BPF_TABLE("percpu_hash", struct agent_flow_key, struct agent_flow_counters, flows, AGENT_MAX_FLOWS);
+BPF_TABLE("percpu_hash", struct agent_flow_key, struct agent_histogram, connect_hist, AGENT_MAX_FLOWS);
+BPF_TABLE("percpu_hash", struct agent_flow_key, struct agent_histogram, srtt_hist, AGENT_MAX_FLOWS);
+// Inserts refused because a map was full, per map (AGENT_LOST_*), per CPU.
+BPF_PERCPU_ARRAY(lost, __u64, AGENT_LOST_SLOTS);
+// One all-zero histogram, never written: the initial value for a new histogram key (224
+// bytes would crowd the 512-byte BPF stack).
+BPF_ARRAY(zero_histogram, struct agent_histogram, 1);
+
+static __always_inline void count_lost(__u32 index)
+{
+    __u64 *count = lost.lookup(&index);
+    if (count)
+        *count += 1;  // per-CPU slot
+}
+
+static __always_inline struct agent_flow_counters *flow_counters(struct agent_flow_key *key)
+{
+    struct agent_flow_counters zero = {};
+    struct agent_flow_counters *counters = flows.lookup_or_try_init(key, &zero);
+    if (!counters)
+        count_lost(AGENT_LOST_FLOWS);
+    return counters;
+}
+
+// floor(log2(value)) with log2(0) = log2(1) = 0, capped at the last (open-ended) slot.
+static __always_inline __u32 log2_slot(__u64 value)
+{
+    __u32 slot = 0;
+    if (value >> 32) { value >>= 32; slot += 32; }
+    if (value >> 16) { value >>= 16; slot += 16; }
+    if (value >> 8)  { value >>= 8;  slot += 8; }
+    if (value >> 4)  { value >>= 4;  slot += 4; }
+    if (value >> 2)  { value >>= 2;  slot += 2; }
+    if (value >> 1)  { slot += 1; }
+    return slot < AGENT_HISTOGRAM_SLOTS ? slot : AGENT_HISTOGRAM_SLOTS - 1;
+}
+
+static __always_inline void add_sample(struct agent_histogram *hist, __u64 us)
+{
+    __u32 slot = log2_slot(us);
+    if (slot < AGENT_HISTOGRAM_SLOTS)  // always true; the verifier wants the bound spelled out
+        hist->slots[slot] += 1;
+    hist->sum_us += us;
+}
+
+static __always_inline void record_connect(struct agent_flow_key *key, __u64 us)
+{
+    __u32 zero_key = 0;
+    struct agent_histogram *zero = zero_histogram.lookup(&zero_key);
+    if (!zero)
+        return;
+    struct agent_histogram *hist = connect_hist.lookup_or_try_init(key, zero);
+    if (!hist) {
+        count_lost(AGENT_LOST_CONNECT_HIST);
+        return;
+    }
+    add_sample(hist, us);
+}
+
+static __always_inline void record_srtt(struct agent_flow_key *key, __u64 us)
+{
+    struct agent_histogram *hist = srtt_hist.lookup(key);
+    if (!hist) {  // first sample of this flow: the slow path
+        __u32 zero_key = 0;
+        struct agent_histogram *zero = zero_histogram.lookup(&zero_key);
+        if (!zero)
+            return;
+        hist = srtt_hist.lookup_or_try_init(key, zero);
+        if (!hist) {
+            count_lost(AGENT_LOST_SRTT_HIST);
+            return;
+        }
+    }
+    add_sample(hist, us);
+}
+
+// --- sock:inet_sock_set_state ------------------------------------------------------------
+
+static __always_inline void start_socket(__u64 sk, __u8 direction, __u64 cgroup_id,
+                                         __u8 cgroup_known, __u64 start_ns)
+{
+    struct agent_socket entry = {};
+    entry.key.cgroup_id = cgroup_id;
+    entry.cgroup_known = cgroup_known;
+    entry.direction = direction;
+    entry.connect_start_ns = start_ns;
+    // BPF_ANY: a reused socket address (connect() again after a failure) starts over.
+    if (sockets.update(&sk, &entry) != 0)
+        count_lost(AGENT_LOST_SOCKETS);
+}
+
+static __always_inline void take_addresses(struct agent_socket *entry, struct set_state_args *args)
+{
+    entry->key.family = args->family;
+    copy_addresses(args, entry->key.local, entry->key.peer);
+}
+
+static __always_inline void on_established(__u64 sk, struct set_state_args *args, __u64 now)
+{
+    __u8 active = args->oldstate == TCP_SYN_SENT;
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (!entry) {  // the handshake began before we attached; softirq now: cgroup unknown
+        start_socket(sk, active ? AGENT_ACTIVE : AGENT_PASSIVE, 0, 0, 0);
+        entry = sockets.lookup(&sk);
+        if (!entry)
+            return;  // `sockets` is full (already counted)
+    }
+    take_addresses(entry, args);
+    entry->opened = 1;
+    entry->opened_cgroup_id = entry->key.cgroup_id;
+    struct agent_flow_counters *counters = flow_counters(&entry->key);
+    if (counters) {
+        if (active)
+            counters->opened_outbound += 1;
+        else
+            counters->opened_inbound += 1;
+    }
+    if (active && entry->connect_start_ns)
+        record_connect(&entry->key, (now - entry->connect_start_ns) / 1000);
+}
+
+static __always_inline void on_close(__u64 sk, struct set_state_args *args)
+{
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (!entry)
+        return;
+    if (entry->opened) {
+        // Counted under the key the open was counted under, so `active` per key stays
+        // right even when a passive socket learned its cgroup in between.
+        struct agent_flow_key key = entry->key;
+        key.cgroup_id = entry->opened_cgroup_id;
+        entry->opened = 0;
+        struct agent_flow_counters *counters = flow_counters(&key);
+        if (counters)
+            counters->closed += 1;
+    } else if (args->oldstate == TCP_SYN_SENT) {
+        // Refused, unreachable or timed out (in softirq: the cgroup is the one connect()
+        // ran in, recorded at SYN_SENT). The addresses are already set at SYN_SENT.
+        take_addresses(entry, args);
+        struct agent_flow_counters *counters = flow_counters(&entry->key);
+        if (counters)
+            counters->connect_failures += 1;
+    }
+}
+
+int ns_agent_state(struct set_state_args *args)
+{
+    if (args->protocol != NS_IPPROTO_TCP)
+        return 0;
+    __u64 sk = args->skaddr;
+    int oldstate = args->oldstate, newstate = args->newstate;
+    if (newstate == TCP_SYN_SENT) {
+        // connect(): process context, so the current cgroup is the connecting process's.
+        start_socket(sk, AGENT_ACTIVE, bpf_get_current_cgroup_id(), 1, bpf_ktime_get_ns());
+    } else if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+        // A passive child, created in softirq: the current task is whoever was interrupted.
+        start_socket(sk, AGENT_PASSIVE, 0, 0, 0);
+    } else if (newstate == TCP_ESTABLISHED
+               && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+        on_established(sk, args, bpf_ktime_get_ns());
+    } else if (newstate == TCP_CLOSE) {
+        on_close(sk, args);
+    }
+    return 0;
+}
+
+int ns_agent_destroy(struct destroy_args *args)
+{
+    __u64 sk = args->skaddr;
+    sockets.delete(&sk);
+    return 0;
+}
+
+// --- sock:sock_send_length / sock_recv_length ---------------------------------------------
+
+static __always_inline struct agent_flow_counters *counters_for_process(__u64 sk)
+{
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (entry) {
+        if (!entry->cgroup_known) {  // process context: the first user of an accepted socket
+            entry->key.cgroup_id = bpf_get_current_cgroup_id();
+            entry->cgroup_known = 1;
+        }
+        return flow_counters(&entry->key);
+    }
+    // Opened before we attached: no addresses, only who uses it (UNKNOWN downstream).
+    struct agent_flow_key key = {};
+    key.cgroup_id = bpf_get_current_cgroup_id();
+    return flow_counters(&key);
+}
+
+int ns_agent_send(struct length_args *args)
+{
+    if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0)
+        return 0;
+    struct agent_flow_counters *counters = counters_for_process(args->sk);
+    if (counters)
+        counters->sent_bytes += args->ret;
+    return 0;
+}
+
+int ns_agent_recv(struct length_args *args)
+{
+    // A peek leaves the bytes queued; the read that takes them counts them.
+    if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0 || (args->flags & MSG_PEEK_FLAG))
+        return 0;
+    struct agent_flow_counters *counters = counters_for_process(args->sk);
+    if (counters)
+        counters->received_bytes += args->ret;
+    return 0;
+}
+
+// --- tcp:tcp_retransmit_skb ------------------------------------------------------------------
+
+int ns_agent_retrans(struct retransmit_args *args)
+{
+    __u64 sk = args->skaddr;
+    struct agent_socket *entry = sockets.lookup(&sk);
+    struct agent_flow_counters *counters;
+    if (entry) {
+        counters = flow_counters(&entry->key);
+    } else {  // opened before we attached: the tracepoint's own addresses, cgroup unknown
+        struct agent_flow_key key = {};
+        key.family = args->family;
+        if (args->family == NS_AF_INET) {
+            __builtin_memcpy(key.local, args->saddr, 4);
+            __builtin_memcpy(key.peer, args->daddr, 4);
+        } else {
+            __builtin_memcpy(key.local, args->saddr_v6, 16);
+            __builtin_memcpy(key.peer, args->daddr_v6, 16);
+        }
+        counters = flow_counters(&key);
+    }
+    if (counters)
+        counters->retransmitted_segments += 1;
+    return 0;
+}
+
+// --- tcp:tcp_probe ---------------------------------------------------------------------------
+
+// Fires for every segment an established socket receives (tcp_rcv_established), so it does
+// the least it can: one socket lookup, one histogram lookup, three adds.
+int ns_agent_srtt(struct probe_args *args)
+{
+    __u64 us = args->srtt;
+    if (us == 0)  // no RTT sample yet
+        return 0;
+    __u64 sk = args->skaddr;
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (entry) {
+        record_srtt(&entry->key, us);
+        return 0;
+    }
+    struct agent_flow_key key = {};  // opened before we attached: cgroup unknown
+    key.family = args->family;
+    if (args->family == NS_AF_INET) {
+        __builtin_memcpy(key.local, args->saddr + 4, 4);
+        __builtin_memcpy(key.peer, args->daddr + 4, 4);
+    } else {
+        __builtin_memcpy(key.local, args->saddr + 8, 16);
+        __builtin_memcpy(key.peer, args->daddr + 8, 16);
+    }
+    record_srtt(&key, us);
+    return 0;
+}

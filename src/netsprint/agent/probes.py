@@ -1,0 +1,307 @@
+"""The agent's BPF probes: load probes.bpf.c, attach its six tracepoints, read its maps into
+a `model.Snapshot`.
+
+What the kernel side counts (probes.bpf.c says why each hook):
+- per `FlowKey` (cgroup id, local address, peer address; no ports): connections opened
+  outbound (SYN_SENT -> ESTABLISHED) and inbound (SYN_RECV -> ESTABLISHED), closed (an
+  opened socket reaching CLOSE), connect failures (SYN_SENT -> CLOSE), payload bytes sent
+  and received (sock:sock_send_length / sock_recv_length, kernel >= 6.3, byte-exact),
+  retransmitted segments (tcp:tcp_retransmit_skb);
+- per `FlowKey`, log2 histograms of microseconds: connect duration (ESTABLISHED time -
+  SYN_SENT time) and the smoothed RTT on every received segment (tcp:tcp_probe's `srtt`,
+  which the kernel fills with `tp->srtt_us >> 3`: microseconds).
+
+Whose key, when:
+- an outbound socket's cgroup is the `connect()` caller's (SYN_SENT runs in process context);
+- an inbound socket opens in softirq, where the current cgroup is whoever was interrupted, so
+  its open is counted under cgroup 0; its first send/recv (process context) sets the cgroup,
+  and its bytes, retransmits and RTTs go to that key from then on. Its close is counted under
+  the key its open was counted under, so `active` per key never goes negative;
+- a socket the agent never saw open (it was established before the agent attached) has no
+  addresses: its bytes go to `FlowKey(current cgroup, "", "")` (model.UNKNOWN downstream), its
+  retransmits and RTTs to the tracepoint's own addresses with cgroup 0.
+
+Maps are bounded (`max_flows`, `max_sockets`); an insert a full map refuses is counted per
+map and CPU in `lost` -> `Snapshot.events_lost`. `snapshot()` only reads (batched lookups);
+it never deletes, so it cannot disturb the kernel side.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram, Snapshot
+from netsprint.ebpf.loader import AS_ROOT, BpfLoadError, BpfProgram, require_bpf, require_tracepoint
+
+SOURCE = Path(__file__).with_name("probes.bpf.c")
+HEADER = Path(__file__).with_name("probes.h")
+
+# tracepoint -> BPF function (names ns_agent_*: tests check none is left loaded)
+TRACEPOINTS = {
+    "sock:inet_sock_set_state": "ns_agent_state",
+    "sock:sock_send_length": "ns_agent_send",
+    "sock:sock_recv_length": "ns_agent_recv",
+    "tcp:tcp_retransmit_skb": "ns_agent_retrans",
+    "tcp:tcp_probe": "ns_agent_srtt",
+    "tcp:tcp_destroy_sock": "ns_agent_destroy",
+}
+WHY = {"sock:sock_send_length": "byte counts need kernel >= 6.3",
+       "sock:sock_recv_length": "byte counts need kernel >= 6.3"}
+
+HASH_MAPS = ("sockets", "flows", "connect_hist", "srtt_hist")
+LOST_MAPS = ("sockets", "flows", "connect_hist", "srtt_hist")  # probes.h AGENT_LOST_* order
+
+
+# --- ctypes mirrors of probes.h ------------------------------------------------------------------
+
+class FlowKeyRecord(ctypes.Structure):
+    """Mirror of `struct agent_flow_key`."""
+
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("local", ctypes.c_uint8 * 16),
+        ("peer", ctypes.c_uint8 * 16),
+        ("family", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16 * 3),
+    ]
+
+
+class SocketRecord(ctypes.Structure):
+    """Mirror of `struct agent_socket`."""
+
+    _fields_ = [
+        ("key", FlowKeyRecord),
+        ("connect_start_ns", ctypes.c_uint64),
+        ("opened_cgroup_id", ctypes.c_uint64),
+        ("direction", ctypes.c_uint8),
+        ("opened", ctypes.c_uint8),
+        ("cgroup_known", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 5),
+    ]
+
+
+COUNTER_NAMES = ("opened_outbound", "opened_inbound", "closed", "connect_failures",
+                 "sent_bytes", "received_bytes", "retransmitted_segments")
+
+
+class FlowCountersRecord(ctypes.Structure):
+    """Mirror of `struct agent_flow_counters` (field names are FlowCounters' names)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in COUNTER_NAMES]
+
+
+class HistogramRecord(ctypes.Structure):
+    """Mirror of `struct agent_histogram`."""
+
+    _fields_ = [
+        ("slots", ctypes.c_uint64 * HISTOGRAM_SLOTS),
+        ("sum_us", ctypes.c_uint64),
+    ]
+
+
+# --- pure decoding ---------------------------------------------------------------------------------
+
+def address_text(family: int, raw) -> str:
+    """A 16-byte address field as text; "" for family 0 (addresses unknown)."""
+    data = bytes(raw)
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, data[:4])
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, data[:16])
+    return ""
+
+
+def flow_key(record: FlowKeyRecord) -> FlowKey:
+    return FlowKey(record.cgroup_id, address_text(record.family, record.local),
+                   address_text(record.family, record.peer))
+
+
+def as_words(record: ctypes.Structure) -> memoryview:
+    """A map value (all __u64 fields) as its 64-bit words, the form BatchReader hands out."""
+    return memoryview(bytes(record)).cast("Q")
+
+
+def sum_counters(per_cpu) -> FlowCounters:
+    """One FlowCounters from the per-CPU copies of a `struct agent_flow_counters`, each
+    given as its words (fields in COUNTER_NAMES order)."""
+    return FlowCounters(*map(sum, zip(*per_cpu)))
+
+
+def sum_histogram(per_cpu) -> Log2Histogram:
+    """One Log2Histogram from the per-CPU copies of a `struct agent_histogram`, each given
+    as its words (HISTOGRAM_SLOTS slots, then sum_us)."""
+    totals = tuple(map(sum, zip(*per_cpu)))
+    return Log2Histogram(totals[:HISTOGRAM_SLOTS], totals[HISTOGRAM_SLOTS])
+
+
+def merge(into: dict, key: FlowKey, value, add) -> None:
+    """Two kernel keys can give one FlowKey (the model has no family: an IPv4 key and its
+    family-0 twin never collide, but be safe): add instead of overwrite."""
+    into[key] = add(into[key], value) if key in into else value
+
+
+def add_counters(a: FlowCounters, b: FlowCounters) -> FlowCounters:
+    return FlowCounters(**{name: getattr(a, name) + getattr(b, name) for name in COUNTER_NAMES})
+
+
+def add_histograms(a: Log2Histogram, b: Log2Histogram) -> Log2Histogram:
+    return Log2Histogram(tuple(x + y for x, y in zip(a.slots, b.slots)), a.sum_us + b.sum_us)
+
+
+def slot_of(us: int) -> int:
+    """The histogram slot of `us` microseconds: the BPF side's log2_slot, for tests and docs."""
+    return min(max(us, 1).bit_length() - 1, HISTOGRAM_SLOTS - 1)
+
+
+# --- reading maps without disturbing them ------------------------------------------------------
+
+class BatchReader:
+    """Owns the key/value buffers for reading one hash map in BPF_MAP_LOOKUP_BATCH calls
+    (a few syscalls for the whole map instead of two per entry). Reads only: entries the BPF
+    side inserts or deletes meanwhile may or may not be in the answer, nothing is changed.
+
+    `per_cpu`: the value is one copy per possible CPU, each rounded up to 8 bytes (the
+    kernel's layout for per-CPU map values)."""
+
+    def __init__(self, table, key_type, value_type, max_entries: int, cpus: int = 1) -> None:
+        from bcc.libbcc import lib
+
+        self._lib, self._fd = lib, table.map_fd
+        self.key_type, self.value_type, self.cpus = key_type, value_type, cpus
+        self._value_size = (ctypes.sizeof(value_type) + 7) // 8 * 8 * cpus
+        self._capacity = max_entries
+        self.entries = 0  # how many the last read found
+        self._keys = ctypes.create_string_buffer(ctypes.sizeof(key_type) * max_entries)
+        self._values = ctypes.create_string_buffer(self._value_size * max_entries)
+
+    def _batch(self, in_token, out_token, offset: int, count: ctypes.c_uint32) -> int:
+        keys = ctypes.byref(self._keys, ctypes.sizeof(self.key_type) * offset)
+        values = ctypes.byref(self._values, self._value_size * offset)
+        start = ctypes.byref(in_token) if in_token is not None else None  # None: from the start
+        res = self._lib.bpf_lookup_batch(self._fd, start, ctypes.byref(out_token), keys, values,
+                                         ctypes.byref(count))
+        return 0 if res == 0 else ctypes.get_errno()
+
+    def read_raw(self) -> int:
+        """Fill the buffers; how many entries they hold."""
+        # The token is the kernel's bucket index for hash maps: a __u32 (libbcc's argtypes).
+        total, in_token, out_token = 0, None, ctypes.c_uint32(0)
+        while total < self._capacity:
+            count = ctypes.c_uint32(self._capacity - total)
+            error = self._batch(in_token, out_token, total, count)
+            total += count.value
+            if error == errno.ENOENT:  # the whole map was walked (also: it is empty)
+                break
+            if error:
+                raise BpfLoadError(f"reading a BPF map failed: {os.strerror(error)}",
+                                   "kernels before 5.6 lack BPF_MAP_LOOKUP_BATCH")
+            in_token = ctypes.c_uint32(out_token.value)
+        self.entries = total
+        return total
+
+    def items(self) -> Iterator[tuple[object, list[memoryview]]]:
+        """(key record, [value words per CPU]) for each entry. Values come as 64-bit words
+        (every value type here is all __u64): summing words is several times faster in
+        Python than building a ctypes record per CPU."""
+        key_size, stride = ctypes.sizeof(self.key_type), self._value_size // self.cpus // 8
+        width = ctypes.sizeof(self.value_type) // 8
+        words = memoryview(self._values).cast("B").cast("Q")
+        for i in range(self.read_raw()):
+            key = self.key_type.from_buffer_copy(self._keys, i * key_size)
+            base = i * stride * self.cpus
+            yield key, [words[base + cpu * stride: base + cpu * stride + width] for cpu in range(self.cpus)]
+
+
+# --- the loaded program ------------------------------------------------------------------------
+
+def require_probes(run_as: str = AS_ROOT) -> None:
+    """Raise BpfLoadError naming what is missing (bcc, privileges, tracefs, headers, a
+    tracepoint) before anything is compiled."""
+    require_bpf(run_as=run_as, tracing=True)
+    for tracepoint in TRACEPOINTS:
+        category, _, event = tracepoint.partition(":")
+        require_tracepoint(category, event, WHY.get(tracepoint, ""))
+
+
+class AgentProbes:
+    """Owns the loaded probes.bpf.c program, its tracepoint attachments and the readers of
+    its maps. Implements `model.SnapshotSource`. Does not own the counts' meaning (model.py)
+    or pod attribution (pods.py).
+
+    `AgentProbes(max_flows=..., max_sockets=...)` sizes the maps at compile time; `close()`
+    (or `with`) detaches everything and is idempotent."""
+
+    def __init__(self, *, run_as: str = AS_ROOT, max_flows: int = 10240, max_sockets: int = 65536) -> None:
+        if max_flows < 1 or max_sockets < 1:
+            raise ValueError("max_flows and max_sockets must be at least 1")
+        require_probes(run_as)
+        from bcc.utils import get_possible_cpus
+
+        self.max_flows, self.max_sockets = max_flows, max_sockets
+        self.probes_attached = 0
+        self.program = BpfProgram(SOURCE, name="agent probes", run_as=run_as,
+                                  cflags=[f"-DAGENT_MAX_FLOWS={max_flows}",
+                                          f"-DAGENT_MAX_SOCKETS={max_sockets}"])
+        try:
+            self._cpus = len(get_possible_cpus())
+            self._readers = self._make_readers()
+            for tracepoint, function in TRACEPOINTS.items():
+                self.program.attach_tracepoint(tracepoint, function)
+                self.probes_attached += 1
+        except BaseException:
+            self.close()
+            raise
+
+    def _make_readers(self) -> dict[str, BatchReader]:
+        def reader(name, key, value, size, cpus):
+            return BatchReader(self.program[name], key, value, size, cpus)
+
+        flows, cpus = self.max_flows, self._cpus
+        return {"sockets": reader("sockets", ctypes.c_uint64, SocketRecord, self.max_sockets, 1),
+                "flows": reader("flows", FlowKeyRecord, FlowCountersRecord, flows, cpus),
+                "connect_hist": reader("connect_hist", FlowKeyRecord, HistogramRecord, flows, cpus),
+                "srtt_hist": reader("srtt_hist", FlowKeyRecord, HistogramRecord, flows, cpus)}
+
+    # --- reading ---
+
+    def lost_by_map(self) -> dict[str, int]:
+        """Inserts refused because the named map was full, summed over CPUs."""
+        table = self.program["lost"]
+        return {name: sum(int(v) for v in table[ctypes.c_int(i)]) for i, name in enumerate(LOST_MAPS)}
+
+    def sockets(self) -> dict[int, SocketRecord]:
+        """The per-socket map (socket address -> record): what the probes know right now."""
+        return {int(key.value): SocketRecord.from_buffer_copy(values[0])
+                for key, values in self._readers["sockets"].items()}
+
+    def snapshot(self) -> Snapshot:
+        snap = Snapshot(probes_attached=self.probes_attached)
+        for key, per_cpu in self._readers["flows"].items():
+            merge(snap.flows, flow_key(key), sum_counters(per_cpu), add_counters)
+        for name, target in (("connect_hist", snap.connect_duration), ("srtt_hist", snap.srtt)):
+            for key, per_cpu in self._readers[name].items():
+                merge(target, flow_key(key), sum_histogram(per_cpu), add_histograms)
+        self._readers["sockets"].read_raw()
+        snap.map_entries = {name: reader.entries for name, reader in self._readers.items()}
+        snap.events_lost = sum(self.lost_by_map().values())
+        return snap
+
+    # --- life cycle ---
+
+    def close(self) -> None:
+        program = getattr(self, "program", None)
+        if program is not None:
+            self.program = None
+            self.probes_attached = 0
+            program.close()
+
+    def __enter__(self) -> AgentProbes:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

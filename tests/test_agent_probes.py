@@ -1,0 +1,393 @@
+"""The agent's BPF probes against ground truth the tests make themselves: their own
+connections (each test on its own loopback addresses 127.77.<test>.x, or in a veth pair in
+198.51.100.0/24), byte counts their own calls returned, a cgroup they create.
+
+Keys have no ports, and the machine has other traffic, so every assertion is filtered to the
+test's own addresses (and cgroup). One loaded program is shared by the module (a compile
+takes 1-2 s); tests that need other map sizes load their own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from bpfutil import assert_mirror_matches
+
+from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram
+from netsprint.agent.probes import (HEADER, TRACEPOINTS, AgentProbes, FlowCountersRecord, as_words,
+                                    FlowKeyRecord, HistogramRecord, SocketRecord, address_text,
+                                    flow_key, slot_of, sum_counters, sum_histogram)
+
+WAIT_SECONDS = 5.0  # bound on waiting for the kernel side to show what must come
+TCP_INFO_RTT = struct.Struct("B" * 8 + "I" * 24)  # struct tcp_info up to tcpi_rcv_space
+TCPI_RTT_INDEX = 8 + 15  # tcpi_rtt: the 16th __u32 (linux/tcp.h), srtt_us >> 3
+
+
+# --- pure: layouts and sums --------------------------------------------------------------------
+
+@pytest.mark.unit
+@pytest.mark.parametrize("mirror, struct_name", [
+    (FlowKeyRecord, "struct agent_flow_key"),
+    (SocketRecord, "struct agent_socket"),
+    (FlowCountersRecord, "struct agent_flow_counters"),
+    (HistogramRecord, "struct agent_histogram"),
+])
+def test_ctypes_mirrors_match_the_header(mirror, struct_name):
+    assert_mirror_matches(mirror, HEADER, struct_name)
+
+
+@pytest.mark.unit
+def test_the_header_has_the_models_slot_count():
+    assert f"#define AGENT_HISTOGRAM_SLOTS {HISTOGRAM_SLOTS}" in HEADER.read_text()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("us, slot", [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2), (1023, 9), (1024, 10),
+                                      (2**26, 26), (2**27, 26), (2**40, 26)])
+def test_slot_rule_is_floor_log2_with_an_open_last_slot(us, slot):
+    assert slot_of(us) == slot
+
+
+@pytest.mark.unit
+def test_flow_key_decodes_ipv4_ipv6_and_unknown():
+    v4 = FlowKeyRecord(cgroup_id=7, family=socket.AF_INET)
+    ctypes.memmove(v4.local, bytes([198, 51, 100, 1]), 4)
+    ctypes.memmove(v4.peer, bytes([198, 51, 100, 2]), 4)
+    v6 = FlowKeyRecord(cgroup_id=8, family=socket.AF_INET6)
+    ctypes.memmove(v6.local, socket.inet_pton(socket.AF_INET6, "2001:db8::1"), 16)
+    ctypes.memmove(v6.peer, socket.inet_pton(socket.AF_INET6, "::1"), 16)
+    assert flow_key(v4) == FlowKey(7, "198.51.100.1", "198.51.100.2")
+    assert flow_key(v6) == FlowKey(8, "2001:db8::1", "::1")
+    assert flow_key(FlowKeyRecord(cgroup_id=9)) == FlowKey(9, "", "")
+    assert address_text(0, bytes(16)) == ""
+
+
+@pytest.mark.unit
+def test_per_cpu_values_are_summed():
+    cpu0 = FlowCountersRecord(opened_outbound=2, sent_bytes=100, retransmitted_segments=1)
+    cpu1 = FlowCountersRecord(opened_outbound=1, closed=3, sent_bytes=23)
+    assert sum_counters([as_words(cpu0), as_words(cpu1)]) == \
+        FlowCounters(opened_outbound=3, closed=3, sent_bytes=123, retransmitted_segments=1)
+    h0, h1 = HistogramRecord(sum_us=10), HistogramRecord(sum_us=5)
+    h0.slots[3], h1.slots[3], h1.slots[26] = 1, 2, 4
+    merged = sum_histogram([as_words(h0), as_words(h1)])
+    assert merged == Log2Histogram(tuple(3 if i == 3 else 4 if i == 26 else 0
+                                         for i in range(HISTOGRAM_SLOTS)), 15)
+    assert merged.count == 7
+
+
+# --- ground truth helpers ----------------------------------------------------------------------
+
+def cgroup2_mount() -> Path:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == "cgroup2":
+            return Path(fields[1])
+    pytest.skip("no cgroup v2 hierarchy mounted (see /proc/mounts)")
+
+
+def own_cgroup_id() -> int:
+    """The cgroup v2 id bpf_get_current_cgroup_id() gives this process: the inode number of
+    its cgroup directory ("0::<path>" in /proc/self/cgroup)."""
+    line = next(l for l in Path("/proc/self/cgroup").read_text().splitlines() if l.startswith("0::"))
+    return (cgroup2_mount() / line[3:].lstrip("/")).stat().st_ino
+
+
+@contextmanager
+def new_cgroup(name: str):
+    """A cgroup v2 directory of our own, removed afterwards (its processes must have ended)."""
+    path = cgroup2_mount() / f"{name}-{os.getpid()}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        path.rmdir()
+
+
+def run_in_cgroup(cgroup: Path, code: str, pass_fds: tuple[int, ...] = ()) -> None:
+    """Run `code` in a Python child that moved itself into `cgroup` before exec."""
+    def join() -> None:
+        (cgroup / "cgroup.procs").write_text("0")  # "0": the writing process itself
+
+    proc = subprocess.run([sys.executable, "-c", code], preexec_fn=join, pass_fds=pass_fds,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+class Connection:
+    """A client socket and the server socket that accepted it, on loopback addresses."""
+
+    def __init__(self, server: socket.socket, client_ip: str) -> None:
+        self.client = socket.socket()
+        self.client.bind((client_ip, 0))
+        self.client.connect(server.getsockname())
+        self.server, _ = server.accept()
+
+    def send_and_read(self, size: int) -> int:
+        """The client sends `size` bytes, the server reads them all; what recv returned."""
+        self.client.sendall(b"c" * size)
+        got = 0
+        while got < size:
+            chunk = self.server.recv(65536)
+            assert chunk, "peer closed early"
+            got += len(chunk)
+        return got
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.close()
+
+
+def listener(ip: str) -> socket.socket:
+    return socket.create_server((ip, 0), backlog=64)
+
+
+def wait_for(probes: AgentProbes, ready, seconds: float = WAIT_SECONDS):
+    """Snapshots until `ready(snapshot)` holds (at most `seconds`); the last one."""
+    deadline = time.monotonic() + seconds
+    while True:
+        snap = probes.snapshot()
+        if ready(snap) or time.monotonic() > deadline:
+            return snap
+        time.sleep(0.02)
+
+
+def counters(snap, key: FlowKey) -> FlowCounters:
+    return snap.flows.get(key, FlowCounters())
+
+
+def tcp_info_rtt_us(sock: socket.socket) -> int:
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_RTT.size)
+    return TCP_INFO_RTT.unpack(raw)[TCPI_RTT_INDEX]
+
+
+# --- the shared program ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def probes():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (run `sudo make test`)")
+    pytest.importorskip("bcc", reason="bcc is not importable: scripts/provision.sh installs python3-bpfcc")
+    with AgentProbes() as loaded:
+        yield loaded
+
+
+@pytest.mark.bpf
+def test_connections_bytes_and_connect_time_are_counted_per_flow(needs_bcc, probes):
+    server_ip, client_ip, me = "127.77.1.1", "127.77.1.2", own_cgroup_id()
+    n, sizes = 5, [123_457, 1, 65_536, 4_000, 999]
+    with listener(server_ip) as server:
+        conns = [Connection(server, client_ip) for _ in range(n)]
+        read = sum(c.send_and_read(size) for c, size in zip(conns, sizes))
+        outbound, inbound_open = FlowKey(me, client_ip, server_ip), FlowKey(0, server_ip, client_ip)
+        inbound_used = FlowKey(me, server_ip, client_ip)
+        snap = wait_for(probes, lambda s: counters(s, inbound_used).received_bytes >= read)
+        assert counters(snap, outbound) == FlowCounters(opened_outbound=n, sent_bytes=sum(sizes))
+        # accepted in softirq: opened under cgroup 0; the first read (process context) sets the cgroup
+        assert counters(snap, inbound_open) == FlowCounters(opened_inbound=n)
+        assert counters(snap, inbound_used) == FlowCounters(received_bytes=read)
+        assert read == sum(sizes)
+        live = [r for r in probes.sockets().values()
+                if address_text(r.key.family, r.key.local) in (server_ip, client_ip)]
+        assert len(live) == 2 * n and all(r.opened for r in live)
+        for c in conns:
+            c.close()
+    snap = wait_for(probes, lambda s: counters(s, outbound).closed == n
+                    and counters(s, inbound_open).closed == n)
+    assert counters(snap, outbound).closed == n and counters(snap, outbound).active == 0
+    assert counters(snap, inbound_open).closed == n and counters(snap, inbound_open).active == 0
+    duration = snap.connect_duration[outbound]
+    assert duration.count == n and duration.sum_us > 0
+    assert FlowKey(0, server_ip, client_ip) not in snap.connect_duration  # outbound only
+    assert snap.srtt[outbound].count > 0
+    gone = wait_for(probes, lambda s: not [r for r in probes.sockets().values()
+                                          if address_text(r.key.family, r.key.local) == client_ip])
+    assert gone.probes_attached == len(TRACEPOINTS)
+
+
+@pytest.mark.bpf
+def test_a_refused_connect_is_one_failure(needs_bcc, probes):
+    server_ip, client_ip = "127.77.2.1", "127.77.2.2"
+    with listener(server_ip) as closed_port:
+        address = closed_port.getsockname()
+    with socket.socket() as client:
+        client.bind((client_ip, 0))
+        with pytest.raises(ConnectionRefusedError):
+            client.connect(address)
+    key = FlowKey(own_cgroup_id(), client_ip, server_ip)
+    snap = wait_for(probes, lambda s: counters(s, key).connect_failures >= 1)
+    assert counters(snap, key) == FlowCounters(connect_failures=1)
+    assert key not in snap.connect_duration
+
+
+@pytest.mark.bpf
+def test_srtt_is_microseconds_like_tcp_info(needs_bcc, probes):
+    # tcp_probe's srtt is tp->srtt_us >> 3, and so is TCP_INFO's tcpi_rtt (both in us): the
+    # histogram's mean must be near the RTTs the socket itself reports. Reported as us << 3
+    # it would be 8x off; as ms, it would be 0 (no samples).
+    server_ip, client_ip = "127.77.3.1", "127.77.3.2"
+    with listener(server_ip) as server:
+        conn = Connection(server, client_ip)
+        rtts = []
+        for _ in range(50):
+            conn.send_and_read(100)
+            conn.server.sendall(b"s")
+            conn.client.recv(1)
+            rtts.append(tcp_info_rtt_us(conn.client))
+        key = FlowKey(own_cgroup_id(), client_ip, server_ip)
+        snap = wait_for(probes, lambda s: key in s.srtt and s.srtt[key].count >= 50)
+        conn.close()
+    hist = snap.srtt[key]
+    most_common_slot = max(range(HISTOGRAM_SLOTS), key=lambda slot: hist.slots[slot])
+    typical = sorted(rtts)[len(rtts) // 2]
+    # us << 3 would put the peak 3 slots higher; ms would give no samples at all
+    assert abs(most_common_slot - slot_of(typical)) <= 1, (hist.slots, rtts)
+    used = {slot for slot, count in enumerate(hist.slots) if count}
+    assert used <= set(range(slot_of(min(rtts)) - 2, slot_of(max(rtts)) + 3)), (used, rtts)
+
+
+@pytest.mark.bpf
+def test_bytes_of_a_process_in_a_new_cgroup_carry_its_cgroup_id(needs_bcc, probes):
+    server_ip, client_ip, size = "127.77.4.1", "127.77.4.2", 54_321
+    with listener(server_ip) as server, new_cgroup("netsprint-agent") as cgroup:
+        host, port = server.getsockname()
+        code = ("import socket\n"
+                f"s = socket.socket(); s.bind(({client_ip!r}, 0)); s.connect(({host!r}, {port}))\n"
+                f"s.sendall(b'k' * {size}); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()\n")
+        child = threading.Thread(target=run_in_cgroup, args=(cgroup, code))
+        child.start()
+        accepted, _ = server.accept()
+        got = 0
+        while chunk := accepted.recv(65536):
+            got += len(chunk)
+        accepted.close()
+        child.join(timeout=30)
+        cgroup_id = cgroup.stat().st_ino
+    key = FlowKey(cgroup_id, client_ip, server_ip)
+    snap = wait_for(probes, lambda s: counters(s, key).closed >= 1)
+    assert got == size
+    assert counters(snap, key) == FlowCounters(opened_outbound=1, closed=1, sent_bytes=size)
+
+
+@pytest.mark.bpf
+def test_a_socket_opened_before_attach_counts_under_unknown_addresses(needs_bcc):
+    server_ip, client_ip, size = "127.77.5.1", "127.77.5.2", 777
+    with listener(server_ip) as server, new_cgroup("netsprint-agent-old") as cgroup:
+        conn = Connection(server, client_ip)  # established before the probes exist
+        try:
+            with AgentProbes() as fresh:
+                fd = conn.client.fileno()  # pass_fds keeps the number in the child
+                code = f"import socket\nsocket.socket(fileno={fd}).sendall(b'o' * {size})\n"
+                run_in_cgroup(cgroup, code, pass_fds=(fd,))
+                assert conn.server.recv(size, socket.MSG_WAITALL) == b"o" * size
+                key = FlowKey(cgroup.stat().st_ino, "", "")
+                snap = wait_for(fresh, lambda s: counters(s, key).sent_bytes >= size)
+                assert counters(snap, key) == FlowCounters(sent_bytes=size)
+                # the receiver's RTT samples use the tracepoint's addresses, cgroup unknown
+                assert snap.srtt.get(FlowKey(0, server_ip, client_ip), Log2Histogram((), 0)).count > 0
+        finally:
+            conn.close()
+
+
+@pytest.mark.bpf
+def test_a_full_flow_map_counts_lost_updates(needs_bcc):
+    client_ip, servers = "127.77.6.9", ["127.77.6.1", "127.77.6.2", "127.77.6.3"]
+    with AgentProbes(max_flows=2, max_sockets=64) as small:
+        listeners = [listener(ip) for ip in servers]
+        try:
+            conns = [Connection(s, client_ip) for s in listeners]
+            for c in conns:
+                c.send_and_read(10)
+                c.close()
+        finally:
+            for s in listeners:
+                s.close()
+        snap = wait_for(small, lambda s: small.lost_by_map()["flows"] > 0)
+        assert small.lost_by_map()["flows"] > 0 and snap.events_lost >= small.lost_by_map()["flows"]
+        assert len(snap.flows) <= 2 and snap.map_entries["flows"] <= 2
+        assert snap.map_entries["sockets"] <= 64
+
+
+@pytest.mark.bpf
+@pytest.mark.lab
+def test_dropped_segments_are_retransmits_of_their_flow(needs_bcc, needs_netns, probes):
+    from netsprint.lab.vethpair import VethPair
+
+    with VethPair("ns-agent") as pair:
+        a, b = pair.address("a"), pair.address("b")
+        with pair.socket("b", kind=socket.SOCK_STREAM) as server:
+            server.bind((b, 0))
+            server.listen()
+            client = pair.socket("a", kind=socket.SOCK_STREAM)
+            client.connect(server.getsockname())
+            accepted, _ = server.accept()
+            table = "netsprint_agent_drop"
+            pair.run("b", ["nft", f"add table ip {table}; add chain ip {table} in "
+                                  "{ type filter hook input priority 0; }; "
+                                  f"add rule ip {table} in tcp dport {server.getsockname()[1]} drop"],
+                     check=True)
+            client.sendall(b"r" * 1000)
+            key = FlowKey(own_cgroup_id(), a, b)
+            snap = wait_for(probes, lambda s: counters(s, key).retransmitted_segments > 0)
+            pair.run("b", ["nft", f"delete table ip {table}"], check=True)
+            assert counters(snap, key).retransmitted_segments > 0
+            accepted.settimeout(WAIT_SECONDS)
+            assert accepted.recv(1000, socket.MSG_WAITALL) == b"r" * 1000
+            accepted.close()
+            client.close()
+
+
+@pytest.mark.bpf
+def test_reading_ten_thousand_flows_is_exact(needs_bcc):
+    # Filled from user space with different values on each CPU: the batch reader must hand
+    # back every entry, each summed over the CPUs.
+    entries = 10_000
+    with AgentProbes(max_flows=16384, max_sockets=64) as big:
+        table = big.program["flows"]
+        cpus = table.total_cpu
+        for i in range(entries):
+            key = table.Key.from_buffer_copy(bytes(FlowKeyRecord(cgroup_id=0xFEED_0000 + i)))
+            values = table.Leaf()
+            for cpu in range(cpus):
+                one = FlowCountersRecord(sent_bytes=i, received_bytes=cpu + 1)
+                values[cpu] = table.sLeaf.from_buffer_copy(bytes(one))
+            table[key] = values
+        started = time.perf_counter()
+        snap = big.snapshot()
+        read_seconds = time.perf_counter() - started
+        ours = {k: v for k, v in snap.flows.items() if k.cgroup_id >= 0xFEED_0000 and k.local == ""}
+        assert len(ours) == entries
+        assert all(v.sent_bytes == (k.cgroup_id - 0xFEED_0000) * cpus for k, v in ours.items())
+        assert {v.received_bytes for v in ours.values()} == {cpus * (cpus + 1) // 2}
+        assert snap.map_entries["flows"] >= entries
+        print(f"snapshot of {snap.map_entries['flows']} flows: {read_seconds * 1000:.1f} ms")
+
+
+@pytest.mark.bpf
+def test_close_detaches_and_is_idempotent(needs_bcc):
+    probes = AgentProbes(max_flows=16, max_sockets=16)
+    assert probes.probes_attached == len(TRACEPOINTS)
+    probes.close()
+    probes.close()
+    assert probes.probes_attached == 0
+
+
+@pytest.mark.bpf
+def test_without_privileges_the_error_says_what_to_do(needs_bcc):
+    code = ("from netsprint.agent.probes import AgentProbes\n"
+            "from netsprint.ebpf.loader import BpfLoadError\n"
+            "try:\n    AgentProbes()\nexcept BpfLoadError as e:\n    print('refused:', e)\n")
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert "refused:" in proc.stdout and "sudo" in proc.stdout, proc.stdout + proc.stderr
