@@ -85,6 +85,18 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_problems(args: argparse.Namespace) -> int:
+    from netsprint.course.problems.command import run_problems
+
+    return run_problems(args)
+
+
+def _cmd_practice(args: argparse.Namespace) -> int:
+    from netsprint.course.problems.command import run_practice
+
+    return run_practice(args)
+
+
 def _cmd_agent(args: argparse.Namespace) -> int:
     from netsprint.agent.runner import run
 
@@ -136,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overwrite notebooks you edited (a backup is kept)")
     course_root(p)
     p.set_defaults(handler=_cmd_release)
+
+    from netsprint.course.problems.command import add_practice_arguments, add_problems_arguments
+    p = sub.add_parser("problems", help="the algorithm problem bank (算法题): id, title, "
+                                        "category, week, solved")
+    add_problems_arguments(p)
+    p.set_defaults(handler=_cmd_problems)
+    p = sub.add_parser("practice", help="today's mistakes to redo (错题重做), offered again "
+                                        "1, 2 and 4 days apart")
+    add_practice_arguments(p)
+    p.set_defaults(handler=_cmd_practice)
 
     p = sub.add_parser("grade", help="autograde your notebooks against the hidden tests")
     p.add_argument("weeks", nargs="*", help="week00 .. week26 (default: all released)")

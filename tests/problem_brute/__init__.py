@@ -1,0 +1,130 @@
+"""Brute-force solutions of the problem bank, and the in-process judge that runs them.
+
+`weekNN.py` holds `BRUTE = {"<id>": callable}`: a correct solution of the wrong complexity
+for every problem with `large_input: true`. `judge_problem` runs one problem the way the
+grader would, without nbgrader or a kernel: the notebook's setup cells, then the reference
+answer cell and the whole grade cell (must pass), then the brute force in place of the
+function: the visible examples (must pass) and the whole cell (must stop with
+`TimeLimitExceeded`). It runs in a worker process's main thread, where `within()`'s SIGALRM
+can be delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+
+
+def brute_forces(week: int) -> dict[str, Callable[..., Any]]:
+    """`tests/problem_brute/weekNN.py`'s BRUTE ({} when the file does not exist)."""
+    try:
+        module = importlib.import_module(f"problem_brute.week{week:02d}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"problem_brute.week{week:02d}":
+            raise
+        return {}
+    return dict(module.BRUTE)
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def setup_cells(nb) -> list:
+    """Code cells that are neither answers nor tests (imports, shared helpers)."""
+    return [c for c in nb.cells if c.cell_type == "code"
+            and not nbgrader_meta(c).get("solution") and not nbgrader_meta(c).get("grade")]
+
+
+def cell_by_id(nb, cell_id: str):
+    return next((c for c in nb.cells if c.get("id") == cell_id), None)
+
+
+def grade_cell(nb, grade_id: str):
+    return next((c for c in nb.cells if nbgrader_meta(c).get("grade_id") == grade_id), None)
+
+
+def visible_part(source: str) -> str:
+    """The grade cell as the learner sees it: everything before the hidden tests."""
+    return source.split(HIDDEN_BEGIN, 1)[0]
+
+
+def hidden_part(source: str) -> str:
+    if HIDDEN_BEGIN not in source:
+        return ""
+    return source.split(HIDDEN_BEGIN, 1)[1].split(HIDDEN_END, 1)[0]
+
+
+def _run(source: str, namespace: dict, label: str) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(source, label, "exec"), namespace)  # noqa: S102 - the notebook's own code
+
+
+def _fresh(nb, where: str) -> dict:
+    namespace: dict = {"__name__": "__main__"}
+    for cell in setup_cells(nb):
+        _run(cell.source, namespace, f"{where}:{cell.get('id')}")
+    return namespace
+
+
+def _error(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} (line {last.lineno} of {last.filename})"
+
+
+def judge_problem(notebook: str, problem_id: str, function: str, large_input: bool,
+                  week: int) -> list[str]:
+    """Every way problem `problem_id` fails the bank's rules ([]: it passes)."""
+    from netsprint.course.problems.judge import TimeLimitExceeded
+
+    nb = nbformat.read(notebook, as_version=4)
+    where = f"week{week:02d}/{Path(notebook).name}"
+    answer = cell_by_id(nb, f"{problem_id}-answer")
+    test = grade_cell(nb, f"problem_{problem_id}")
+    if answer is None or test is None:
+        return [f"{problem_id}: no {problem_id}-answer cell or problem_{problem_id} grade cell"]
+    failures = []
+    try:
+        namespace = _fresh(nb, where)
+        _run(answer.source, namespace, f"{where}:{problem_id}-answer")
+        _run(test.source, namespace, f"{where}:problem_{problem_id}")
+    except BaseException as exc:  # the report names it; one problem must not stop the others
+        failures.append(f"{problem_id}: the reference solution fails: {_error(exc)}")
+    if not large_input:
+        return failures
+    brute = brute_forces(week).get(problem_id)
+    if brute is None:
+        return failures + [f"{problem_id}: large_input but no BRUTE entry in "
+                           f"tests/problem_brute/week{week:02d}.py"]
+    return failures + _judge_brute(nb, where, problem_id, function, brute, test.source,
+                                   TimeLimitExceeded)
+
+
+def _judge_brute(nb, where: str, problem_id: str, function: str, brute, source: str,
+                 time_limit_exceeded: type) -> list[str]:
+    label = f"{where}:problem_{problem_id} (brute force)"
+    try:
+        namespace = _fresh(nb, where)
+        namespace[function] = brute
+        _run(visible_part(source), namespace, label)
+    except BaseException as exc:
+        return [f"{problem_id}: the brute force fails the visible examples: {_error(exc)}"]
+    try:
+        namespace = _fresh(nb, where)
+        namespace[function] = brute
+        _run(source, namespace, label)
+    except time_limit_exceeded:
+        return []
+    except BaseException as exc:
+        return [f"{problem_id}: the brute force should hit the time limit, got {_error(exc)}"]
+    return [f"{problem_id}: the brute force passed the hidden tests: the large input does not "
+            "separate the complexities"]

@@ -384,6 +384,9 @@ def record(course: CourseRoot, results: list[NotebookResult]) -> None:
         entry["graded_at"] = now
         book["notebooks"][r.key] = entry
     write_json(course.grades_file, book)
+    from netsprint.course.problems.practice import record_attempts
+
+    record_attempts(course, results)  # the mistakes queue (错题): docs/problems.md
 
 
 def render(results: list[NotebookResult], console: Console) -> None:

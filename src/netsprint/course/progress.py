@@ -15,6 +15,13 @@ Rules
 - Week N (1..26) spans start + 7(N-1) days .. start + 7N - 1; week 0 (orientation) is the
   7 days before the start. Without a start date there is no calendar: no week is `behind`.
 - A problem is a graded cell named `problem_*`; it is solved when its score equals its max.
+- By category (docs/problems.md): each category's solved problems (those the bank knows)
+  against the plan's per-week categories cumulated to the current calendar week
+  (`planned_to_date`) and to the last week that has ended (`due`). Without a start date both
+  run to the latest week you have graded. A category is *weak* when something is due in it
+  and you solved less than `WEAK_BELOW` (60 %) of it; the weakest come first.
+- The mistakes queue (错题) is `netsprint.course.problems.practice`'s: its size, what is due
+  today, and every queued problem with its due date.
 """
 
 from __future__ import annotations
@@ -25,19 +32,21 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netsprint.course.paths import GRADES_VERSION, CourseRoot, read_json, week_name, week_number, write_json
 from netsprint.course.plan import LAST_WEEK, Plan, Week, load_plan
+from netsprint.course.problems import practice
+from netsprint.course.problems.catalog import PROBLEM_PREFIX, Bank, load_bank, planned_categories
 from netsprint.errors import CourseError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PROBLEM_PREFIX = "problem_"
+WEAK_BELOW = 0.6  # solved / due under this marks a weak category
 
 DONE = "done"
 IN_PROGRESS = "in progress"
@@ -62,6 +71,8 @@ class NotebookGrade:
     max_score: float
     error: str | None
     problems_solved: int
+    solved_ids: tuple[str, ...] = ()
+    """Grade ids (`problem_<id>`) of the problem cells at full marks."""
 
     @property
     def passed(self) -> bool:
@@ -108,7 +119,7 @@ def _parse_grades(data: Any) -> Grades:
         cells = entry.get("cells", [])
         if not isinstance(cells, list):
             raise _Corrupt(f"{key}: cells must be a list")
-        solved = 0
+        solved: list[str] = []
         for i, cell in enumerate(cells):
             if not isinstance(cell, Mapping) or not isinstance(cell.get("name"), str):
                 raise _Corrupt(f"{key}: cells[{i}] needs a name")
@@ -117,12 +128,13 @@ def _parse_grades(data: Any) -> Grades:
             # a problem is solved at full marks; a cell worth nothing solves nothing
             if (cell["name"].startswith(PROBLEM_PREFIX) and max_score > 0
                     and abs(score - max_score) < _EPS):
-                solved += 1
+                solved.append(cell["name"])
         error = entry.get("error")
         grades[f"{week_name(week)}/{notebook}"] = NotebookGrade(
             week=week, notebook=notebook,
             score=_number(entry, "score", key), max_score=_number(entry, "max_score", key),
-            error=None if error is None else str(error), problems_solved=solved,
+            error=None if error is None else str(error), problems_solved=len(solved),
+            solved_ids=tuple(solved),
         )
     return grades
 
@@ -220,6 +232,35 @@ class WeekProgress:
 
 
 @dataclass(frozen=True)
+class CategoryProgress:
+    """One problem category: solved against the plan's schedule so far."""
+
+    name: str
+    name_zh: str
+    solved: int
+    planned_to_date: int
+    """Planned in this category through the current week (no calendar: the latest graded)."""
+    due: int
+    """Planned through the last week that has ended (no calendar: the latest graded)."""
+    total: int
+    ratio: float | None
+    """solved / due (None: nothing due yet)."""
+    weak: bool
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A problem in the mistakes queue (错题)."""
+
+    id: str
+    week: int
+    category: str | None
+    due: date
+    streak: int
+    due_now: bool
+
+
+@dataclass(frozen=True)
 class ProblemProgress:
     solved: int
     planned_to_date: int | None
@@ -229,6 +270,13 @@ class ProblemProgress:
     total_planned: int
     pace: str | None
     """'ahead', 'on pace' or 'behind' (None: no start date)."""
+    by_category: dict[str, CategoryProgress] = field(default_factory=dict)
+    weak: tuple[str, ...] = ()
+    """Weak category ids, weakest first."""
+    mistakes: tuple[Mistake, ...] = ()
+    """The mistakes queue, soonest due first."""
+    mistakes_due: int = 0
+    """How many of them are due today (or overdue)."""
 
 
 @dataclass(frozen=True)
@@ -263,8 +311,10 @@ def week_dates(start: date, week: int) -> tuple[date, date]:
 
 
 def build_report(plan: Plan, grades: Mapping[str, NotebookGrade], start_date: date | None,
-                 today: date) -> Report:
-    """The whole report from the plan, the grades and two dates; reads nothing else."""
+                 today: date, bank: Bank | None = None,
+                 history: Mapping[str, practice.ProblemHistory] | None = None) -> Report:
+    """The whole report from the plan, the grades, two dates, the problem bank (None: an
+    empty one) and the mistakes history; reads nothing else."""
     by_week: dict[int, list[NotebookGrade]] = {}
     for grade in grades.values():
         by_week.setdefault(grade.week, []).append(grade)
@@ -286,8 +336,18 @@ def build_report(plan: Plan, grades: Mapping[str, NotebookGrade], start_date: da
         planned_to_date = plan.cumulative_problems(current)
         due = plan.cumulative_problems(last_ended) if last_ended >= 0 else 0
         pace = "behind" if solved < due else "ahead" if solved > planned_to_date else "on pace"
-    problems = ProblemProgress(solved=solved, planned_to_date=planned_to_date, due=due,
-                               total_planned=plan.total_problems, pace=pace)
+    if start_date is None:
+        graded_weeks = [g.week for g in grades.values()]
+        to_date = ended = max(graded_weeks, default=0)
+    else:
+        to_date, ended = current, last_ended
+    by_category = category_progress(plan, bank or Bank(()), grades, to_date, ended)
+    mistakes = mistakes_queue(history or {}, bank or Bank(()), today)
+    problems = ProblemProgress(
+        solved=solved, planned_to_date=planned_to_date, due=due,
+        total_planned=plan.total_problems, pace=pace, by_category=by_category,
+        weak=weak_categories(by_category), mistakes=mistakes,
+        mistakes_due=sum(m.due_now for m in mistakes))
 
     next_week = next((r.week for r in rows if r.status != DONE), None)
     return Report(
@@ -297,6 +357,46 @@ def build_report(plan: Plan, grades: Mapping[str, NotebookGrade], start_date: da
         next_week=next_week,
         next_step=_next_step(rows, next_week, problems, start_date, today),
     )
+
+
+def category_progress(plan: Plan, bank: Bank, grades: Mapping[str, NotebookGrade],
+                      to_date: int, ended: int) -> dict[str, CategoryProgress]:
+    """Solved per category (problems the bank knows) against the plan through `to_date`
+    (planned) and `ended` (due)."""
+    solved_ids = {gid for g in grades.values() for gid in g.solved_ids}
+    solved: dict[str, int] = {}
+    for gid in solved_ids:
+        problem = bank.get(gid)
+        if problem is not None:
+            solved[problem.category] = solved.get(problem.category, 0) + 1
+    planned = planned_categories(plan, to_date)
+    due = planned_categories(plan, ended)
+    out = {}
+    for c in plan.categories:
+        n, d = solved.get(c.id, 0), due[c.id]
+        ratio = n / d if d else None
+        out[c.id] = CategoryProgress(
+            name=c.name, name_zh=c.name_zh, solved=n, planned_to_date=planned[c.id], due=d,
+            total=c.total, ratio=ratio, weak=ratio is not None and ratio < WEAK_BELOW)
+    return out
+
+
+def weak_categories(by_category: Mapping[str, CategoryProgress]) -> tuple[str, ...]:
+    """Weak category ids, the lowest solved/due ratio first (plan order breaks ties)."""
+    order = list(by_category)
+    weak = [cid for cid, c in by_category.items() if c.weak]
+    return tuple(sorted(weak, key=lambda cid: (by_category[cid].ratio, order.index(cid))))
+
+
+def mistakes_queue(history: Mapping[str, practice.ProblemHistory], bank: Bank,
+                   today: date) -> tuple[Mistake, ...]:
+    out = []
+    for entry in practice.queued(history):
+        problem = bank.get(entry.id)
+        out.append(Mistake(id=entry.id, week=week_number(entry.week),
+                           category=problem.category if problem else None, due=entry.due,
+                           streak=entry.streak, due_now=entry.due <= today))
+    return tuple(out)
 
 
 def _week_progress(plan: Plan, week: Week, graded: list[NotebookGrade], start: date | None,
@@ -406,7 +506,24 @@ def print_report(report: Report, console=None) -> None:
     console.print(table)
     console.print("problems: solved / planned for that week, Σ = planned cumulative",
                   style="dim", highlight=False)
+    print_categories(report, console)
     console.print(summary_line(report), highlight=False)
+
+
+def print_categories(report: Report, console) -> None:
+    """Problems by category: solved / due / planned to date / total, weak ones marked."""
+    from rich.table import Table
+
+    table = Table(title="problems by category · 算法题分类", title_justify="left",
+                  pad_edge=False)
+    for column in ("category", "solved", "due", "to date", "total", ""):
+        table.add_column(column, justify="left" if column == "category" else "right",
+                         no_wrap=True)
+    for c in report.problems.by_category.values():
+        table.add_row(f"{c.name} · {c.name_zh}", str(c.solved), str(c.due),
+                      str(c.planned_to_date), str(c.total),
+                      "[bold red]weak[/]" if c.weak else "")
+    console.print(table)
 
 
 def summary_line(report: Report) -> str:
@@ -423,7 +540,13 @@ def summary_line(report: Report) -> str:
             where = f"week {report.current_week} of 26"
         pace = (f"problems: {p.solved} solved, plan {p.planned_to_date} by the end of this week "
                 f"({p.due} due so far, {p.total_planned} in all) — {p.pace}")
-    return f"{where} · {pace} · next: {report.next_step}"
+    extra = ""
+    if p.weak:
+        extra += " · weak: " + ", ".join(p.by_category[c].name for c in p.weak)
+    if p.mistakes:
+        extra += (f" · mistakes: {len(p.mistakes)} queued, {p.mistakes_due} due today "
+                  "(`netsprint practice`)")
+    return f"{where} · {pace}{extra} · next: {report.next_step}"
 
 
 def progress_figure(report: Report) -> "Figure":
@@ -539,7 +662,8 @@ def load_report(root: Path | None = None, today: date | None = None) -> Report:
     """The report from the course's files (for a notebook: `render_chart(load_report(), p)`)."""
     course = CourseRoot.find(root)
     return build_report(load_plan(), read_grades(course.grades_file), stored_start(course),
-                        today or date.today())
+                        today or date.today(), load_bank(),
+                        practice.read_history(practice.history_file(course)))
 
 
 def show_progress(root: Path | None = None) -> Report:
