@@ -1,0 +1,166 @@
+"""Brute forces for week 18's problems: correct answers of the wrong complexity.
+
+Each one passes the visible examples and must exceed the large input's time limit
+(see solutions/week18/problems.ipynb)."""
+
+from __future__ import annotations
+
+from netsprint.course.problems.structures import ListNode, TreeNode
+
+
+def rebuild_tree(preorder, inorder):
+    # O(n^2): finds every node's in-order position by scanning the in-order list.
+    def position(value):
+        for i, other in enumerate(inorder):
+            if other == value:
+                return i
+
+    if not preorder:
+        return None
+    root = TreeNode(preorder[0])
+    path = [(root, position(root.val))]
+    for value in preorder[1:]:
+        node, pos = TreeNode(value), position(value)
+        if pos < path[-1][1]:
+            path[-1][0].left = node
+        else:
+            parent = None
+            while path and path[-1][1] < pos:
+                parent = path.pop()[0]
+            parent.right = node
+        path.append((node, pos))
+    return root
+
+
+def nodes_at_distance(root, target, k):
+    # O(n x height): climbs from every node to its common ancestor with the target.
+    parent, depth, order = {root: None}, {root: 0}, [root]
+    for node in order:
+        for child in (node.left, node.right):
+            if child:
+                parent[child], depth[child] = node, depth[node] + 1
+                order.append(child)
+    start = next(node for node in order if node.val == target)
+
+    def distance(a, b):
+        steps = 0
+        while a is not b:
+            if depth[a] >= depth[b]:
+                a = parent[a]
+            else:
+                b = parent[b]
+            steps += 1
+        return steps
+
+    return sorted(node.val for node in order if distance(node, start) == k)
+
+
+def _with_monitor(node):
+    if node is None:
+        return float("inf")
+    return 1 + sum(min(_with_monitor(c), _watched(c), _open(c)) for c in (node.left, node.right))
+
+
+def _watched(node):
+    """Watched by a child's monitor, without one of its own."""
+    if node is None:
+        return 0
+    kids = [c for c in (node.left, node.right) if c]
+    best = float("inf")
+    for chosen in kids:
+        rest = sum(min(_with_monitor(c), _watched(c)) for c in kids if c is not chosen)
+        best = min(best, _with_monitor(chosen) + rest)
+    return best
+
+
+def _open(node):
+    """Not watched yet: the parent must hold a monitor."""
+    if node is None:
+        return 0
+    return sum(_watched(c) for c in (node.left, node.right) if c)
+
+
+def min_monitors(root):
+    # Exponential: the three states are recomputed for every subtree, with no memo.
+    if root is None:
+        return 0
+    return min(_with_monitor(root), _watched(root))
+
+
+def odd_even_regroup(head):
+    # O(n^2): reaches every node by walking from the head, then relinks them in the new order.
+    n, node = 0, head
+    while node:
+        n, node = n + 1, node.next
+
+    def nth(k):
+        node = head
+        for _ in range(k):
+            node = node.next
+        return node
+
+    order = [nth(k) for k in range(0, n, 2)] + [nth(k) for k in range(1, n, 2)]
+    for a, b in zip(order, order[1:]):
+        a.next = b
+    if order:
+        order[-1].next = None
+    return order[0] if order else None
+
+
+def add_digit_lists(a, b):
+    # O(n^2): reaches the k-th digit from the end by walking from the head every time.
+    def length(node):
+        n = 0
+        while node:
+            n, node = n + 1, node.next
+        return n
+
+    def digit_from_end(node, n, k):
+        if k >= n:
+            return 0
+        for _ in range(n - 1 - k):
+            node = node.next
+        return node.val
+
+    na, nb = length(a), length(b)
+    head, carry, k = None, 0, 0
+    while k < max(na, nb) or carry:
+        carry, digit = divmod(carry + digit_from_end(a, na, k) + digit_from_end(b, nb, k), 10)
+        head = ListNode(digit, head)
+        k += 1
+    return head or ListNode(0)
+
+
+def split_around(head, pivot):
+    # O(n^2): appends each node by walking to the end of its part from the part's head.
+    parts = {True: None, False: None}
+    node = head
+    while node:
+        nxt, node.next = node.next, None
+        key = node.val < pivot
+        if parts[key] is None:
+            parts[key] = node
+        else:
+            tail = parts[key]
+            while tail.next:
+                tail = tail.next
+            tail.next = node
+        node = nxt
+    low, high = parts[True], parts[False]
+    if low is None:
+        return high
+    tail = low
+    while tail.next:
+        tail = tail.next
+    tail.next = high
+    return low
+
+
+BRUTE = {
+    "rebuild_tree": rebuild_tree,
+    "nodes_at_distance": nodes_at_distance,
+    "min_monitors": min_monitors,
+    "odd_even_regroup": odd_even_regroup,
+    "add_digit_lists": add_digit_lists,
+    "split_around": split_around,
+}

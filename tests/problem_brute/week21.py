@@ -1,0 +1,109 @@
+"""Brute forces for week 21's problems: correct, but one complexity class too slow.
+
+Each passes the visible examples and must run out of time on the large input
+(see solutions/week21/problems.ipynb)."""
+
+from __future__ import annotations
+
+
+def longest_k_port_run(ports, k):
+    # Every start, extended until a (k+1)-th port appears: O(n^2).
+    best = 0
+    for start in range(len(ports)):
+        seen = set()
+        for end in range(start, len(ports)):
+            seen.add(ports[end])
+            if len(seen) > k:
+                break
+            best = max(best, end - start + 1)
+    return best
+
+
+def shortest_covering_span(events, required):
+    # Every start, extended until it covers: O(n^2).
+    from collections import Counter
+    need = Counter(required)
+    best = None
+    for start in range(len(events)):
+        have = Counter()
+        for end in range(start, len(events)):
+            have[events[end]] += 1
+            if all(have[c] >= k for c, k in need.items()):
+                if best is None or end - start < best[1] - best[0]:
+                    best = (start, end)
+                break
+    return best
+
+
+def longest_stable_stretch(samples, limit):
+    # Every start, extended while stable: O(n^2).
+    best = 0
+    for start in range(len(samples)):
+        low = high = samples[start]
+        for end in range(start, len(samples)):
+            low, high = min(low, samples[end]), max(high, samples[end])
+            if high - low > limit:
+                break
+            best = max(best, end - start + 1)
+    return best
+
+
+def pairs_within_budget(costs, budget):
+    # Every pair: O(n^2).
+    n = len(costs)
+    return sum(1 for i in range(n) for j in range(i + 1, n) if costs[i] + costs[j] <= budget)
+
+
+def frames_for_packets(sizes, mtu):
+    # Largest with smallest, but the smallest unused packet is found by scanning: O(n^2).
+    ordered = sorted(sizes)
+    used = [False] * len(ordered)
+    frames = 0
+    for hi in range(len(ordered) - 1, -1, -1):
+        if used[hi]:
+            continue
+        used[hi] = True
+        frames += 1
+        for lo in range(hi):
+            if not used[lo]:
+                if ordered[lo] + ordered[hi] <= mtu:
+                    used[lo] = True
+                break
+    return frames
+
+
+def drop_blocked_port(queue, blocked):
+    # list.remove scans from the front and shifts the tail each time: O(n^2).
+    kept = len(queue)
+    while blocked in queue:
+        queue.remove(blocked)
+        kept -= 1
+    return kept
+
+
+def peak_concurrent_sessions(sessions):
+    # The peak is reached at some start: count the sessions covering each start, O(n^2).
+    return max((sum(1 for s, e in sessions if s <= t < e) for t, _ in sessions), default=0)
+
+
+def largest_bandwidth_block(bars):
+    # Every start, extended with a running minimum: O(n^2).
+    best = 0
+    for start in range(len(bars)):
+        low = bars[start]
+        for end in range(start, len(bars)):
+            low = min(low, bars[end])
+            best = max(best, low * (end - start + 1))
+    return best
+
+
+BRUTE = {
+    "longest_k_port_run": longest_k_port_run,
+    "shortest_covering_span": shortest_covering_span,
+    "longest_stable_stretch": longest_stable_stretch,
+    "pairs_within_budget": pairs_within_budget,
+    "frames_for_packets": frames_for_packets,
+    "drop_blocked_port": drop_blocked_port,
+    "peak_concurrent_sessions": peak_concurrent_sessions,
+    "largest_bandwidth_block": largest_bandwidth_block,
+}
