@@ -25,13 +25,21 @@ def count_on_schedule_pairs(ticks):
                if ticks[j] - ticks[i] == j - i)
 
 
-from collections import Counter
-
-
-def zero_sum_quads(a, b, c, d):
-    # O(n^3): every (i, j, k), then a lookup in d.
-    last = Counter(d)
-    return sum(last[-(x + y + z)] for x in a for y in b for z in c)
+def score_code_guess(code, guess):
+    # O(n^2): pairs each misplaced guess symbol with an unused code symbol by scanning.
+    exact = sum(c == g for c, g in zip(code, guess))
+    pool = [c for c, g in zip(code, guess) if c != g]
+    used = [False] * len(pool)
+    misplaced = 0
+    for c, g in zip(code, guess):
+        if c == g:
+            continue
+        for i, symbol in enumerate(pool):
+            if not used[i] and symbol == g:
+                used[i] = True
+                misplaced += 1
+                break
+    return (exact, misplaced)
 
 
 def _same_shape(a, b):
@@ -82,7 +90,7 @@ def longest_healthy_stretch(probes):
 BRUTE = {
     "can_print_banner": can_print_banner,
     "count_on_schedule_pairs": count_on_schedule_pairs,
-    "zero_sum_quads": zero_sum_quads,
+    "score_code_guess": score_code_guess,
     "group_by_shape": group_by_shape,
     "count_divisible_pairs": count_divisible_pairs,
     "longest_healthy_stretch": longest_healthy_stretch,

@@ -34,19 +34,19 @@ def longest_zigzag_subsequence(trace):
     return max(up + down, default=0)
 
 
-def count_digit_decodings(digits):
-    # Exponential: enumerates every decoding one by one, with no memo.
-    def ways(i):
-        if i == len(digits):
-            return 1
-        if digits[i] == "0":
-            return 0
-        total = ways(i + 1)
-        if i + 1 < len(digits) and int(digits[i:i + 2]) <= 26:
-            total += ways(i + 2)
-        return total
-
-    return ways(0) % 1_000_000_007
+def largest_clear_square(floor):
+    # O(rows x cols x side^2): grows a square from every tile, rechecking its new border.
+    rows = len(floor)
+    cols = len(floor[0]) if rows else 0
+    best = 0
+    for r in range(rows):
+        for c in range(cols):
+            side = 0
+            while r + side < rows and c + side < cols and all(
+                    floor[r + side][c + k] == "1" and floor[r + k][c + side] == "1" for k in range(side + 1)):
+                side += 1
+            best = max(best, side)
+    return best * best
 
 
 def sync_deletions(a, b):
@@ -58,21 +58,21 @@ def sync_deletions(a, b):
     return 1 + min(sync_deletions(a[1:], b), sync_deletions(a, b[1:]))
 
 
-def count_embeddings(stream, pattern):
-    # Exponential: extends every partial match one index at a time, with no memo.
-    def count(i, j):
-        if j == len(pattern):
-            return 1
-        return sum(count(k + 1, j + 1) for k in range(i, len(stream)) if stream[k] == pattern[j])
-
-    return count(0, 0)
+def is_interleaving(a, b, merged):
+    # Exponential: tries both streams at every step, with no memo.
+    if len(a) + len(b) != len(merged):
+        return False
+    if not merged:
+        return True
+    return bool((a and a[0] == merged[0] and is_interleaving(a[1:], b, merged[1:]))
+                or (b and b[0] == merged[0] and is_interleaving(a, b[1:], merged[1:])))
 
 
 BRUTE = {
     "max_quiet_slots": max_quiet_slots,
     "strongest_gain_span": strongest_gain_span,
     "longest_zigzag_subsequence": longest_zigzag_subsequence,
-    "count_digit_decodings": count_digit_decodings,
+    "largest_clear_square": largest_clear_square,
     "sync_deletions": sync_deletions,
-    "count_embeddings": count_embeddings,
+    "is_interleaving": is_interleaving,
 }

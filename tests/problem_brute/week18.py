@@ -87,8 +87,8 @@ def min_monitors(root):
     return min(_with_monitor(root), _watched(root))
 
 
-def odd_even_regroup(head):
-    # O(n^2): reaches every node by walking from the head, then relinks them in the new order.
+def swap_frame_pairs(head):
+    # O(n^2): reaches the k-th node by walking from the head every time, then relinks.
     n, node = 0, head
     while node:
         n, node = n + 1, node.next
@@ -99,7 +99,7 @@ def odd_even_regroup(head):
             node = node.next
         return node
 
-    order = [nth(k) for k in range(0, n, 2)] + [nth(k) for k in range(1, n, 2)]
+    order = [nth(k ^ 1) if (k ^ 1) < n else nth(k) for k in range(n)]
     for a, b in zip(order, order[1:]):
         a.next = b
     if order:
@@ -131,36 +131,23 @@ def add_digit_lists(a, b):
     return head or ListNode(0)
 
 
-def split_around(head, pivot):
-    # O(n^2): appends each node by walking to the end of its part from the part's head.
-    parts = {True: None, False: None}
-    node = head
-    while node:
-        nxt, node.next = node.next, None
-        key = node.val < pivot
-        if parts[key] is None:
-            parts[key] = node
+def drop_blocked_nodes(head, blocked):
+    # O(n x m): looks every value up in the blocked list by scanning it.
+    dummy = ListNode(0, head)
+    keep = dummy
+    while keep.next:
+        if any(b == keep.next.val for b in blocked):
+            keep.next = keep.next.next
         else:
-            tail = parts[key]
-            while tail.next:
-                tail = tail.next
-            tail.next = node
-        node = nxt
-    low, high = parts[True], parts[False]
-    if low is None:
-        return high
-    tail = low
-    while tail.next:
-        tail = tail.next
-    tail.next = high
-    return low
+            keep = keep.next
+    return dummy.next
 
 
 BRUTE = {
     "rebuild_tree": rebuild_tree,
     "nodes_at_distance": nodes_at_distance,
     "min_monitors": min_monitors,
-    "odd_even_regroup": odd_even_regroup,
+    "swap_frame_pairs": swap_frame_pairs,
     "add_digit_lists": add_digit_lists,
-    "split_around": split_around,
+    "drop_blocked_nodes": drop_blocked_nodes,
 }

@@ -96,18 +96,6 @@ def best_path_sum(root):
     return best
 
 
-def longest_with_repairs(bits, k):
-    # Every start, extended until a (k+1)-th zero: O(n^2).
-    best = 0
-    for start in range(len(bits)):
-        zeros = 0
-        for end in range(start, len(bits)):
-            zeros += bits[end] == 0
-            if zeros > k:
-                break
-            best = max(best, end - start + 1)
-    return best
-
 
 def almost_palindrome(label):
     # Try every single deletion: O(n^2).
@@ -229,13 +217,28 @@ class SnapshotTable:
         return 0
 
 
+
+def most_at_one_speed(speeds, k):
+    # O(n^2): for every target speed, walk down the slower links until k runs out.
+    ordered, best = sorted(speeds), 0
+    for i, top in enumerate(ordered):
+        steps = count = 0
+        for j in range(i, -1, -1):
+            steps += top - ordered[j]
+            if steps > k:
+                break
+            count += 1
+        best = max(best, count)
+    return best
+
+
 BRUTE = {
     "odd_even_positions": odd_even_positions,
     "first_single_flow": first_single_flows,
     "deep_tree_diameter": deep_diameter,
     "bst_from_preorder": bst_from_preorder,
     "best_path_deep_tree": best_path_sum,
-    "longest_run_with_repairs": longest_with_repairs,
+    "most_links_at_one_speed": most_at_one_speed,
     "almost_palindrome_label": almost_palindrome,
     "unlock_all_racks": can_open_all,
     "unreachable_host_pairs": unreachable_pairs,
