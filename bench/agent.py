@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,10 +57,10 @@ class ScrapingAgent:
         config = Path(self.dir.name) / "agent.yaml"
         config.write_text("collect_interval: 0\npods: {source: none}\n")
         self.url = f"http://{HOST}:{free_port(HOST)}"
-        self.proc = procs.spawn([sys.executable, "-m", "netsprint.agent", "--config",
-                                 str(config), "--listen", self.url.removeprefix("http://")],
-                                CPU_OF_AGENT, stdout=open(os.devnull, "w"),
-                                stderr=open(Path(self.dir.name) / "stderr", "w"))
+        with open(Path(self.dir.name) / "stderr", "w") as stderr:  # the child keeps its copy
+            self.proc = procs.spawn([sys.executable, "-m", "netsprint.agent", "--config",
+                                     str(config), "--listen", self.url.removeprefix("http://")],
+                                    CPU_OF_AGENT, stdout=subprocess.DEVNULL, stderr=stderr)
         self.scrapes = 0
         self._stop = threading.Event()
         self._wait_healthy(timeout)
@@ -106,8 +107,9 @@ class ScrapingAgent:
 def measure(procs: Processes, peer: Peer, loadgen: Path, args: argparse.Namespace) -> dict:
     """One run: a fresh server (and, for "agent", a fresh agent), one load run, stop."""
     agent = ScrapingAgent(procs, args.start_timeout) if peer.name == "agent" else None
-    server = procs.start_server(PEERS[args.server], HOST, args.start_timeout)
+    server = None
     try:
+        server = procs.start_server(PEERS[args.server], HOST, args.start_timeout)
         argv = [str(loadgen), "-h", HOST, "-p", str(server.port), "-c", str(args.connections),
                 "-s", str(args.size), "-d", str(args.duration), "-w", str(args.warmup)]
         result = harness.run_loadgen(procs, argv, args.server, args.warmup + args.duration,
@@ -117,7 +119,8 @@ def measure(procs: Processes, peer: Peer, loadgen: Path, args: argparse.Namespac
             result["scrapes"] = agent.scrapes
         return result
     finally:
-        procs.stop(server.proc)
+        if server:
+            procs.stop(server.proc)
         if agent:
             agent.stop()
 

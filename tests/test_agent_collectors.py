@@ -6,7 +6,9 @@ built, never read back from the code under test.
 
 from __future__ import annotations
 
+import logging
 import platform
+import time
 
 import pytest
 from hypothesis import given
@@ -84,10 +86,9 @@ def hist(**slot_counts: int) -> Log2Histogram:
     return Log2Histogram(tuple(slots), total_us)
 
 
-def registry_for(source, resolver=PODS, policy=None, max_series=1000, clock=None):
-    reader = SnapshotReader(source, clock=clock) if clock else SnapshotReader(source)
-    tcp = (TcpCollector(reader, resolver, policy, max_series, clock=clock) if clock
-           else TcpCollector(reader, resolver, policy, max_series))
+def registry_for(source, resolver=PODS, policy=None, max_series=1000, clock=time.perf_counter):
+    reader = SnapshotReader(source, clock=clock)
+    tcp = TcpCollector(reader, resolver, policy, max_series, clock=clock)
     registry = CollectorRegistry()
     registry.register(tcp)
     registry.register(AgentCollector(reader, tcp, version="9.9.9"))
@@ -313,11 +314,13 @@ def test_scheduled_mode_scrapes_the_last_read():
     assert source.reads == 2
 
 
-def test_a_failing_read_keeps_self_metrics_and_records_the_error():
+def test_a_failing_read_keeps_self_metrics_and_logs_the_error(caplog):
     registry, _ = registry_for(FailingSource())
-    names = {family.name for family in registry.collect()}
+    with caplog.at_level(logging.ERROR, logger="netsprint.agent.collectors"):
+        names = {family.name for family in registry.collect()}
     assert model.BUILD_INFO in names and model.COLLECT_DURATION in names
     assert not any(name.startswith("netsprint_tcp_") for name in names)
+    assert "map read failed" in caplog.text, caplog.text
 
 
 def test_the_exposition_passes_the_strict_openmetrics_parser():

@@ -105,6 +105,7 @@ def test_metrics_in_openmetrics_when_asked(agent):
     assert families["netsprint_agent_probes_attached"].samples[0].value == 6
 
 
+@pytest.mark.interop
 def test_promtool_accepts_what_the_server_serves(agent):
     promtool = needs_tool("promtool", "prometheus")
     _, _, body = get(agent.server.url + "/metrics")
@@ -112,10 +113,6 @@ def test_promtool_accepts_what_the_server_serves(agent):
                              capture_output=True, timeout=60)
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
     assert not (checked.stdout + checked.stderr).strip()  # not even a lint warning
-
-
-test_promtool_accepts_what_the_server_serves = pytest.mark.interop(
-    test_promtool_accepts_what_the_server_serves)
 
 
 def test_healthz_is_ok_with_probes_attached(agent):

@@ -158,9 +158,8 @@ class TcpCollector(Collector):
         """Counters summed per label set: several cgroups/addresses may be one pod."""
         totals: dict[tuple[str, ...], FlowCounters] = defaultdict(FlowCounters)
         for key, counters in flows.items():
-            total = totals[self._policy.flow_labels(self._resolver, key)]
-            for name in _COUNTER_FIELDS:
-                setattr(total, name, getattr(total, name) + getattr(counters, name))
+            labels = self._policy.flow_labels(self._resolver, key)
+            totals[labels] = totals[labels] + counters
         # Sorted, so the limiter admits the same sets whatever order the map returned.
         return dict(sorted(totals.items()))
 
@@ -214,10 +213,6 @@ class TcpCollector(Collector):
     def dropped(self) -> dict[str, int]:
         """Distinct label sets refused so far, per family."""
         return {name: limiter.dropped for name, limiter in self.limiters.items()}
-
-
-_COUNTER_FIELDS = ("opened_outbound", "opened_inbound", "closed", "connect_failures",
-                   "sent_bytes", "received_bytes", "retransmitted_segments")
 
 
 class AgentCollector(Collector):

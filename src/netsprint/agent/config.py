@@ -20,7 +20,6 @@ types (a bool is never a number), bad ranges, unknown choices.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import logging
 import math
@@ -31,7 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from netsprint.agent.labels import PeerLabel
-from netsprint.config import ConfigError
+from netsprint.config import ConfigError, _did_you_mean
 
 PodSource = Literal["none", "lab", "kubernetes"]
 POD_SOURCES: tuple[str, ...] = typing.get_args(PodSource)
@@ -189,8 +188,3 @@ def _describe(value: Any) -> str:
              list: "a list", dict: "a mapping", type(None): "nothing (null)"}
     kind = kinds.get(type(value), type(value).__name__)
     return kind if isinstance(value, (list, dict, type(None))) else f"{kind} {value!r}"
-
-
-def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

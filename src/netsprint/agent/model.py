@@ -8,7 +8,7 @@ here touches the kernel, so collectors are tested with hand-made snapshots.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 # Log2 histogram slots, in microseconds: slot 0 holds [0, 2) us, slot k >= 1 holds
@@ -68,6 +68,15 @@ class FlowCounters:
     @property
     def active(self) -> int:
         return self.opened_outbound + self.opened_inbound - self.closed
+
+    def __add__(self, other: FlowCounters) -> FlowCounters:
+        """Field-wise sum, e.g. of the flow keys that share one label set."""
+        return FlowCounters(*(getattr(self, name) + getattr(other, name)
+                              for name in COUNTER_FIELDS))
+
+
+# FlowCounters' fields in declaration order (the order of struct agent_flow_counters).
+COUNTER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FlowCounters))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@
 #define AGENT_MAX_SOCKETS 65536
 #endif
 
-#define NS_AF_INET6   10
 #define MSG_PEEK_FLAG 2  // linux/socket.h MSG_PEEK
 
 // /sys/kernel/tracing/events/sock/sock_send_length/format (sock_recv_length is the same)
@@ -138,6 +137,22 @@ static __always_inline void add_sample(struct agent_histogram *hist, __u64 us)
     if (slot < AGENT_HISTOGRAM_SLOTS)  // always true; the verifier wants the bound spelled out
         hist->slots[slot] += 1;
     hist->sum_us += us;
+}
+
+// The key of a socket opened before we attached: the tracepoint's own addresses, cgroup
+// unknown (0). `key` must be zeroed: an IPv4 address fills only 4 of the 16 bytes.
+static __always_inline void key_from_fields(struct agent_flow_key *key, __u16 family,
+                                            const __u8 *local4, const __u8 *peer4,
+                                            const __u8 *local6, const __u8 *peer6)
+{
+    key->family = family;
+    if (family == NS_AF_INET) {
+        __builtin_memcpy(key->local, local4, 4);
+        __builtin_memcpy(key->peer, peer4, 4);
+    } else {
+        __builtin_memcpy(key->local, local6, 16);
+        __builtin_memcpy(key->peer, peer6, 16);
+    }
 }
 
 static __always_inline void record_connect(struct agent_flow_key *key, __u64 us)
@@ -316,16 +331,10 @@ int ns_agent_retrans(struct retransmit_args *args)
     struct agent_flow_counters *counters;
     if (entry) {
         counters = flow_counters(&entry->key);
-    } else {  // opened before we attached: the tracepoint's own addresses, cgroup unknown
+    } else {  // opened before we attached
         struct agent_flow_key key = {};
-        key.family = args->family;
-        if (args->family == NS_AF_INET) {
-            __builtin_memcpy(key.local, args->saddr, 4);
-            __builtin_memcpy(key.peer, args->daddr, 4);
-        } else {
-            __builtin_memcpy(key.local, args->saddr_v6, 16);
-            __builtin_memcpy(key.peer, args->daddr_v6, 16);
-        }
+        key_from_fields(&key, args->family, args->saddr, args->daddr, args->saddr_v6,
+                        args->daddr_v6);
         counters = flow_counters(&key);
     }
     if (counters)
@@ -348,15 +357,10 @@ int ns_agent_srtt(struct probe_args *args)
         record_srtt(&entry->key, us);
         return 0;
     }
-    struct agent_flow_key key = {};  // opened before we attached: cgroup unknown
-    key.family = args->family;
-    if (args->family == NS_AF_INET) {
-        __builtin_memcpy(key.local, args->saddr + 4, 4);
-        __builtin_memcpy(key.peer, args->daddr + 4, 4);
-    } else {
-        __builtin_memcpy(key.local, args->saddr + 8, 16);
-        __builtin_memcpy(key.peer, args->daddr + 8, 16);
-    }
+    struct agent_flow_key key = {};  // opened before we attached
+    // sin_addr / sin6_addr inside the sockaddr (struct probe_args)
+    key_from_fields(&key, args->family, args->saddr + 4, args->daddr + 4, args->saddr + 8,
+                    args->daddr + 8);
     record_srtt(&key, us);
     return 0;
 }

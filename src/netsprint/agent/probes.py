@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import operator
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram, Snapshot
+from netsprint.agent import buckets
+from netsprint.agent.model import (COUNTER_FIELDS, HISTOGRAM_SLOTS, FlowCounters, FlowKey,
+                                   Log2Histogram, Snapshot)
 from netsprint.ebpf.loader import AS_ROOT, BpfLoadError, BpfProgram, require_bpf, require_tracepoint
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
@@ -53,7 +56,6 @@ TRACEPOINTS = {
 WHY = {"sock:sock_send_length": "byte counts need kernel >= 6.3",
        "sock:sock_recv_length": "byte counts need kernel >= 6.3"}
 
-HASH_MAPS = ("sockets", "flows", "connect_hist", "srtt_hist")
 LOST_MAPS = ("sockets", "flows", "connect_hist", "srtt_hist")  # probes.h AGENT_LOST_* order
 
 
@@ -85,14 +87,10 @@ class SocketRecord(ctypes.Structure):
     ]
 
 
-COUNTER_NAMES = ("opened_outbound", "opened_inbound", "closed", "connect_failures",
-                 "sent_bytes", "received_bytes", "retransmitted_segments")
-
-
 class FlowCountersRecord(ctypes.Structure):
     """Mirror of `struct agent_flow_counters` (field names are FlowCounters' names)."""
 
-    _fields_ = [(name, ctypes.c_uint64) for name in COUNTER_NAMES]
+    _fields_ = [(name, ctypes.c_uint64) for name in COUNTER_FIELDS]
 
 
 class HistogramRecord(ctypes.Structure):
@@ -121,14 +119,9 @@ def flow_key(record: FlowKeyRecord) -> FlowKey:
                    address_text(record.family, record.peer))
 
 
-def as_words(record: ctypes.Structure) -> memoryview:
-    """A map value (all __u64 fields) as its 64-bit words, the form BatchReader hands out."""
-    return memoryview(bytes(record)).cast("Q")
-
-
 def sum_counters(per_cpu) -> FlowCounters:
     """One FlowCounters from the per-CPU copies of a `struct agent_flow_counters`, each
-    given as its words (fields in COUNTER_NAMES order)."""
+    given as its words (fields in model.COUNTER_FIELDS order)."""
     return FlowCounters(*map(sum, zip(*per_cpu)))
 
 
@@ -140,22 +133,10 @@ def sum_histogram(per_cpu) -> Log2Histogram:
 
 
 def merge(into: dict, key: FlowKey, value, add) -> None:
-    """Two kernel keys can give one FlowKey (the model has no family: an IPv4 key and its
-    family-0 twin never collide, but be safe): add instead of overwrite."""
+    """Add `value` under `key` instead of overwriting: `address_text` reads only the first 4
+    bytes of an IPv4 address, so two kernel keys that differed in the other 12 would give
+    one FlowKey. The probes zero those bytes, so this should never add; it costs nothing."""
     into[key] = add(into[key], value) if key in into else value
-
-
-def add_counters(a: FlowCounters, b: FlowCounters) -> FlowCounters:
-    return FlowCounters(**{name: getattr(a, name) + getattr(b, name) for name in COUNTER_NAMES})
-
-
-def add_histograms(a: Log2Histogram, b: Log2Histogram) -> Log2Histogram:
-    return Log2Histogram(tuple(x + y for x, y in zip(a.slots, b.slots)), a.sum_us + b.sum_us)
-
-
-def slot_of(us: int) -> int:
-    """The histogram slot of `us` microseconds: the BPF side's log2_slot, for tests and docs."""
-    return min(max(us, 1).bit_length() - 1, HISTOGRAM_SLOTS - 1)
 
 
 # --- reading maps without disturbing them ------------------------------------------------------
@@ -282,10 +263,10 @@ class AgentProbes:
     def snapshot(self) -> Snapshot:
         snap = Snapshot(probes_attached=self.probes_attached)
         for key, per_cpu in self._readers["flows"].items():
-            merge(snap.flows, flow_key(key), sum_counters(per_cpu), add_counters)
+            merge(snap.flows, flow_key(key), sum_counters(per_cpu), operator.add)
         for name, target in (("connect_hist", snap.connect_duration), ("srtt_hist", snap.srtt)):
             for key, per_cpu in self._readers[name].items():
-                merge(target, flow_key(key), sum_histogram(per_cpu), add_histograms)
+                merge(target, flow_key(key), sum_histogram(per_cpu), buckets.merge)
         self._readers["sockets"].read_raw()
         snap.map_entries = {name: reader.entries for name, reader in self._readers.items()}
         snap.events_lost = sum(self.lost_by_map().values())
