@@ -257,7 +257,7 @@ def api_server():
 
 @pytest.fixture
 def core_api(api_server):
-    pytest.importorskip("kubernetes", reason="pip install kubernetes (the agent's k8s source)")
+    # A dev dependency (pyproject's dev extra): missing, these tests fail rather than skip.
     from kubernetes import client
 
     config = client.Configuration()
@@ -333,7 +333,6 @@ def test_missing_kubernetes_package_is_a_capability_error_with_the_fix(monkeypat
 
 @pytest.mark.unit
 def test_outside_a_cluster_the_in_cluster_client_is_refused(monkeypatch):
-    pytest.importorskip("kubernetes", reason="pip install kubernetes (the agent's k8s source)")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
     with pytest.raises(CapabilityError, match="not running inside a Kubernetes pod"):

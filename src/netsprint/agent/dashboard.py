@@ -4,13 +4,15 @@ Panels are data (`Panel`: a title, a kind, PromQL queries, a unit, a width), lai
 to right in Grafana's 24-column grid, one row per section. Ids follow the order of the
 panels, so regenerating gives byte-identical JSON and `deploy/grafana-dashboard.json` can be
 diffed against this module in a test. Every query names only metrics the agent exports
-(`exported_metric_names`); `metric_names_in(expr)` finds them in PromQL text.
+(`exported_metric_names`, from the collectors' describe()); `metric_names_in(expr)` finds
+them in PromQL text.
 
     python -m netsprint.agent.dashboard > deploy/grafana-dashboard.json
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -33,16 +35,14 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def exported_metric_names() -> frozenset[str]:
-    """Every metric the agent exports, as PromQL names it (histograms by their base name).
-
-    From the contract's constants; `names_from_families(collector_families())` gives the
-    same set from the collectors' describe() (tests/test_deploy.py checks they agree)."""
-    return _names_from_model()
+    """Every metric the agent exports, as PromQL names it (histograms by their base name),
+    from what the agent's collectors describe()."""
+    return names_from_families(collector_families())
 
 
-def _names_from_model() -> frozenset[str]:
-    return frozenset(value for name, value in vars(model).items()
-                     if name.isupper() and isinstance(value, str) and value.startswith("netsprint_"))
+def histogram_names() -> frozenset[str]:
+    """The exported histogram families (their series end in `_bucket`, `_sum`, `_count`)."""
+    return frozenset(f.name for f in collector_families() if f.type == "histogram")
 
 
 def names_from_families(families) -> frozenset[str]:
@@ -51,24 +51,23 @@ def names_from_families(families) -> frozenset[str]:
     return frozenset(f"{f.name}_total" if f.type == "counter" else f.name for f in families)
 
 
-def collector_families() -> list:
-    """What the agent's collectors describe(), built on an empty source (no BPF, no pods)."""
+class _EmptySource:
+    """A snapshot source for describe(), which never reads it."""
+
+    def snapshot(self) -> model.Snapshot:
+        return model.Snapshot()
+
+
+@functools.cache
+def collector_families() -> tuple:
+    """What the agent's collectors describe(), built on an empty source (no BPF, no pods).
+    Cached: the families are fixed by the code, and the metric checks ask for every query."""
     from netsprint.agent.collectors import AgentCollector, SnapshotReader, TcpCollector
+    from netsprint.agent.runner import NoPods
 
-    class _Empty:
-        def snapshot(self) -> model.Snapshot:
-            return model.Snapshot()
-
-    class _NoPods:
-        def local_pod(self, cgroup_id: int, local_ip: str) -> None:
-            return None
-
-        def peer_pod(self, ip: str) -> None:
-            return None
-
-    reader = SnapshotReader(_Empty())
-    tcp = TcpCollector(reader, _NoPods())
-    return [*tcp.describe(), *AgentCollector(reader, tcp).describe()]
+    reader = SnapshotReader(_EmptySource())
+    tcp = TcpCollector(reader, NoPods())
+    return (*tcp.describe(), *AgentCollector(reader, tcp).describe())
 
 
 @dataclass(frozen=True)
@@ -321,17 +320,22 @@ def family_name(series_name: str, histograms: frozenset[str]) -> str:
     return series_name
 
 
-HISTOGRAMS = frozenset({model.CONNECT_DURATION, model.SRTT})
+def unexported_metrics_in(expr: str, exported: frozenset[str] | None = None,
+                          histograms: frozenset[str] | None = None) -> set[str]:
+    """The metric names `expr` reads that the agent does not export (default: what the
+    collectors describe)."""
+    exported = exported_metric_names() if exported is None else exported
+    histograms = histogram_names() if histograms is None else histograms
+    return {name for name in metric_names_in(expr)
+            if family_name(name, histograms) not in exported}
 
 
 def unknown_metrics(dashboard: dict[str, Any], exported: frozenset[str] | None = None,
-                    histograms: frozenset[str] = HISTOGRAMS) -> dict[str, set[str]]:
+                    histograms: frozenset[str] | None = None) -> dict[str, set[str]]:
     """Panel title -> metric names its queries read that the agent does not export."""
-    exported = exported_metric_names() if exported is None else exported
     found: dict[str, set[str]] = {}
     for expr, where in queries(dashboard):
-        unknown = {name for name in metric_names_in(expr)
-                   if family_name(name, histograms) not in exported}
+        unknown = unexported_metrics_in(expr, exported, histograms)
         if unknown:
             found.setdefault(where, set()).update(unknown)
     return found

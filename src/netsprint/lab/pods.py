@@ -430,10 +430,7 @@ class PodNode:
     def remove_pod(self, name: str) -> None:
         """Stop what runs in the pod, delete its namespace (and veth) and cgroup, give its
         address back."""
-        pod = self.pod(name)
-        self._remove_pod_resources(pod)
-        self.ipam.release(pod.ip)
-        del self._pods[pod.qualified]
+        self._forget(self.pod(name))
         self._write_map("up")
 
     def down(self) -> None:
@@ -473,9 +470,13 @@ class PodNode:
             intact = (pod.ready and netns_exists(pod.netns)
                       and os.path.isdir(pod.cgroup_path))
             if not intact:
-                self._remove_pod_resources(pod)
-                self.ipam.release(pod.ip)
-                del self._pods[pod.qualified]
+                self._forget(pod)
+
+    def _forget(self, pod: Pod) -> None:
+        """Remove the pod's resources, give its address back and drop it from this node."""
+        self._remove_pod_resources(pod)
+        self.ipam.release(pod.ip)
+        del self._pods[pod.qualified]
 
     # --- the map file -------------------------------------------------------------------------
 
@@ -579,12 +580,8 @@ class PodNode:
         return list(pods.values())
 
     def _remove_pod_resources(self, pod: Pod) -> None:
-        if netns_exists(pod.netns):
-            pids = netns_pids(pod.netns)  # started inside by exec/popen: ours to stop
-            if pids:
-                stop_pids(pids)
-            self._delete_host_link(pod)
-            run_checked(["ip", "netns", "delete", pod.netns])
+        self._delete_host_link(pod)
+        _remove_netns(pod.netns)
         remove_cgroup(Path(pod.cgroup_path))
 
     def _delete_host_link(self, pod: Pod) -> None:
@@ -599,15 +596,22 @@ class PodNode:
             ip_batch(self.netns, [f"link delete {pod.host_if}"])  # both ends go at once
 
     def _remove_node_resources(self) -> None:
-        if netns_exists(self.netns):
-            pids = netns_pids(self.netns)
-            if pids:
-                stop_pids(pids)
-            run_checked(["ip", "netns", "delete", self.netns])
+        _remove_netns(self.netns)
         remove_cgroup(self.cgroup_dir)
         parent = self.cgroup_dir.parent
         if parent.is_dir() and not any(p.is_dir() for p in parent.iterdir()):
             remove_cgroup(parent)  # the shared netsprint/ directory, when no node is left
+
+
+def _remove_netns(netns: str) -> None:
+    """Stop the processes inside `netns` (exec/popen started them there: ours to stop; one
+    left inside would keep the namespace alive) and delete it. Nothing when it is gone."""
+    if not netns_exists(netns):
+        return
+    pids = netns_pids(netns)
+    if pids:
+        stop_pids(pids)
+    run_checked(["ip", "netns", "delete", netns])
 
 
 def remove_cgroup(cgroup_dir: Path) -> None:
@@ -641,8 +645,7 @@ def node_traces(name: str, map_path: Path | str | None = None,
     """Everything of node `name` still on this machine: namespaces named `<name>-...`, its
     cgroup directory, its map file, and pod-network links in the root namespace (where
     none may ever be). Empty means clean."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                             check=True, timeout=20).stdout
+    listing = run_checked(["ip", "netns", "list"])
     traces = [f"netns {line.split()[0]}" for line in listing.splitlines()
               if line.strip() and line.split()[0].startswith(f"{name}-")]
     root = Path(cgroup_root) if cgroup_root else cgroup2_mount()
@@ -657,8 +660,7 @@ def node_traces(name: str, map_path: Path | str | None = None,
 
 
 def _root_links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True,
-                         timeout=20).stdout
+    out = run_checked(["ip", "-o", "link"])
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
