@@ -1,17 +1,23 @@
 """Acceptance for the agent (issue 6): a real Prometheus scrapes the real agent while known
-TCP traffic runs between lab pods, and PromQL gives back exactly what was sent."""
+TCP traffic runs between lab pods, and PromQL gives back exactly what was sent. Also the
+`netsprint.agent.promlab` pieces the weeks 17 and 19 notebooks stand on."""
 
 from __future__ import annotations
 
+import http.server
+import subprocess
+import sys
 import textwrap
+import threading
+import time
 
 import pytest
-from agentlab import by_label, query, running_agent, running_prometheus, wait_until
+from agentlab import running_agent
 from conftest import needs_tool
 
+from netsprint.agent.promlab import by_label, free_port, query, running_prometheus, wait_for
+from netsprint.lab import LabError
 from netsprint.lab.pods import PodNode
-
-pytestmark = [pytest.mark.interop, pytest.mark.bpf, pytest.mark.lab]
 
 SERVER_PORT = 8080
 # Different sizes per connection, so a count off by one connection shows in the bytes too.
@@ -41,19 +47,85 @@ CLIENT = textwrap.dedent("""
 """ % SERVER_PORT)
 
 
+# --- promlab on its own: no BPF, no root ------------------------------------------------------
+
+@pytest.mark.unit
+def test_by_label_keys_by_one_label_or_a_tuple_of_several():
+    result = [{"metric": {"pod": "a", "direction": "inbound"}, "value": [1.0, "3"]},
+              {"metric": {"direction": "outbound"}, "value": [1.0, "2.5"]}]
+    assert by_label(result, "pod") == {"a": 3.0, "": 2.5}
+    assert by_label(result, "pod", "direction") == {("a", "inbound"): 3.0, ("", "outbound"): 2.5}
+
+
+@pytest.mark.unit
+def test_wait_for_returns_the_first_true_value_and_names_what_it_waited_for():
+    answers = iter([0, [], {"ready": 1}])
+    assert wait_for(lambda: next(answers), 5, "three calls") == {"ready": 1}
+    with pytest.raises(LabError, match="waited 0.3 s for nothing"):
+        wait_for(lambda: None, 0.3, "nothing")
+
+
+@pytest.mark.unit
+def test_wait_for_stops_as_soon_as_the_process_exits():
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    process.wait()
+    with pytest.raises(LabError, match=r"the process exited \(3\)"):
+        wait_for(lambda: False, 30, "a dead server", process)
+
+
+class _OneMetric(http.server.BaseHTTPRequestHandler):
+    BODY = b"# TYPE promlab_test_total counter\npromlab_test_total{pod=\"p\"} 42\n"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(self.BODY)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.interop
+def test_running_prometheus_scrapes_its_target_and_is_gone_afterwards():
+    needs_tool("prometheus", "prometheus")
+    target = http.server.HTTPServer(("127.0.0.1", free_port()), _OneMetric)
+    thread = threading.Thread(target=target.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with running_prometheus(f"127.0.0.1:{target.server_port}") as prometheus:
+            # The context yields after the first scrape: the sample is there at once.
+            assert by_label(query(prometheus, "promlab_test_total"), "pod") == {"p": 42.0}
+            assert by_label(query(prometheus, "up"), "job") == {"agent": 1.0}
+            earlier = query(prometheus, "promlab_test_total", at=time.time() - 3600)
+            assert earlier == [], "an hour ago nothing was scraped yet"
+            with pytest.raises(LabError, match="Prometheus refused"):
+                query(prometheus, "sum by (")
+        with pytest.raises(OSError):   # stopped by PID: nothing listens there any more
+            query(prometheus, "up")
+    finally:
+        target.shutdown()
+        target.server_close()
+
+
+# --- the acceptance test --------------------------------------------------------------------
+
 @pytest.fixture
 def node(needs_bcc, needs_netns, tmp_path):
     with PodNode(pods=["client-0", "server-0"], map_path=tmp_path / "pods.json") as node:
         yield node
 
 
+@pytest.mark.interop
+@pytest.mark.bpf
+@pytest.mark.lab
 def test_prometheus_sees_exact_per_pod_bytes_and_connections(node, tmp_path):
     needs_tool("prometheus", "prometheus")
-    python = __import__("sys").executable
-    with running_agent(tmp_path, pod_map=node.map_path) as (agent, _), \
-            running_prometheus(tmp_path, agent.removeprefix("http://")) as prometheus:
+    python = sys.executable
+    with running_agent(tmp_path, pod_map=node.map_path) as agent, \
+            running_prometheus(agent.removeprefix("http://")) as prometheus:
         server = node.popen("server-0", [python, "-c", SERVER, str(len(PAYLOADS))],
-                            stdout=__import__("subprocess").PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout.readline().strip() == "listening"
             client = node.exec("client-0", [python, "-c", CLIENT, node.address("server-0"),
@@ -85,12 +157,12 @@ def test_prometheus_sees_exact_per_pod_bytes_and_connections(node, tmp_path):
             return (bytes_out, bytes_in, closed) if done else None
 
         try:
-            bytes_out, bytes_in, _ = wait_until(settled, 20, "the scraped counts")
-        except AssertionError:
-            raise AssertionError(f"last scrape: {settled.__name__} never matched; "
-                                 f"sent={sent}, Prometheus has "
+            bytes_out, bytes_in, _ = wait_for(settled, 20, "the scraped counts")
+        except LabError:
+            raise AssertionError(f"sent={sent} in {len(PAYLOADS)} connections, Prometheus has "
                                  f"{query(prometheus, 'netsprint_tcp_sent_bytes_total')} and "
-                                 f"{query(prometheus, 'netsprint_tcp_received_bytes_total')}")
+                                 f"{query(prometheus, 'netsprint_tcp_received_bytes_total')}"
+                                 ) from None
         # Exactly: nothing in the other direction, and the bytes go to the right peer.
         assert bytes_out.get("server-0", 0) == 0 and bytes_in.get("client-0", 0) == 0
         to_server = query(prometheus, 'netsprint_tcp_sent_bytes_total{pod="client-0"}')
@@ -98,8 +170,7 @@ def test_prometheus_sees_exact_per_pod_bytes_and_connections(node, tmp_path):
 
         opened = query(prometheus, 'sum by (pod, direction) '
                                    '(netsprint_tcp_connections_opened_total{namespace="default"})')
-        counts = {(r["metric"]["pod"], r["metric"]["direction"]): float(r["value"][1])
-                  for r in opened}
+        counts = by_label(opened, "pod", "direction")
         assert counts.get(("client-0", "outbound")) == len(PAYLOADS)
         assert counts.get(("server-0", "inbound")) == len(PAYLOADS)
         assert counts.get(("client-0", "inbound"), 0) == 0
