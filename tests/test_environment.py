@@ -1,8 +1,9 @@
 """The set-up files agree with each other and with the tools that read them.
 
 environment.yml mirrors pyproject.toml (names and version bounds); scripts/provision.sh,
-.ci/run and scripts/render-diagrams.sh parse and pass shellcheck, and a second provision run installs nothing; the
-Vagrantfile validates; `make clean` never touches the learner's notebooks.
+.ci/run and scripts/render-diagrams.sh parse and pass shellcheck, and a second provision run
+installs nothing; the Vagrantfile validates; `make clean` never touches the learner's
+notebooks.
 """
 
 from __future__ import annotations
