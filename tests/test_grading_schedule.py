@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from netsprint.course.grading import SourceNotebook, is_manual, run_scheduled
+from netsprint.course.grading import RunningWorkers, SourceNotebook, is_manual, run_scheduled
 
 pytestmark = pytest.mark.unit
 
@@ -66,6 +68,43 @@ def test_a_failing_job_stops_the_rest_and_reaches_the_caller():
     with pytest.raises(RuntimeError, match="worker crashed"):
         run_scheduled(queue, exclusive, run, workers=2)
     assert "later2" not in ran
+
+
+def test_ctrl_c_starts_no_more_jobs_stops_the_running_ones_and_waits_for_them():
+    queue = ["first", "second", "third"]
+    exclusive = dict.fromkeys(queue, True)  # one at a time: "second" waits behind "first"
+    stopped = threading.Event()
+    started, finished = [], []
+
+    def run(job):
+        started.append(job)
+        # SIGINT aimed at the main thread, as the terminal's Ctrl-C would land there
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        stopped.wait(timeout=10)  # a graded notebook runs until stop() kills its worker
+        finished.append(job)
+        return job
+
+    with pytest.raises(KeyboardInterrupt):
+        run_scheduled(queue, exclusive, run, workers=2, stop=stopped.set)
+    assert stopped.is_set(), "stop() was not called"
+    assert started == ["first"], "a job started after Ctrl-C"
+    assert finished == ["first"], "run_scheduled returned before its running job ended"
+
+
+def test_running_workers_kills_a_worker_started_after_stop_all():
+    workers = RunningWorkers()
+    before = subprocess.Popen(["sleep", "30"])
+    after = subprocess.Popen(["sleep", "30"])
+    try:
+        workers.add(before.pid)
+        workers.stop_all()
+        assert before.wait(timeout=5) == -signal.SIGKILL
+        workers.add(after.pid)  # its thread had taken the job just before Ctrl-C
+        assert after.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        for proc in (before, after):
+            proc.kill()
+            proc.wait()
 
 
 def _nb(cells, metadata=None) -> dict:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -420,3 +423,50 @@ def test_progress_table_names_weak_categories_and_the_queue(course, capsys, monk
     assert "problems by category" in out and "weak" in out
     assert "weak: hash table, linked list" in out
     assert "mistakes: 1 queued, 1 due today" in out
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def netsprint(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NETSPRINT_ROOT"}
+    return subprocess.run([sys.executable, "-m", "netsprint", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def netsprint_json(*argv: str, cwd: Path):
+    done = netsprint(*argv, "--json", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_problems_practice_and_progress_through_python_m_netsprint(tmp_path):
+    """The installed entry point with the package's own catalog: one week-1 problem solved,
+    another failed yesterday and so due today."""
+    week1 = catalog.load_bank().by_week(1)
+    solved, failed = week1[0], week1[1]
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    (tmp_path / "solutions").mkdir()
+    today = date.today()
+    history = apply_attempts({}, [attempt(FAILED, failed.id)], today - timedelta(days=1))
+    write_state(tmp_path, grades_with(solved.id, failed=(failed.id,)), history)
+    root = ("--root", str(tmp_path))
+
+    rows = netsprint_json("problems", "--week", "1", *root, cwd=tmp_path)
+    assert [r["id"] for r in rows] == [p.id for p in week1]
+    assert {r["id"] for r in rows if r["solved"]} == {solved.id}
+
+    data = netsprint_json("practice", *root, cwd=tmp_path)
+    assert (data["today"], data["queued"], data["due"]) == (today.isoformat(), 1, 1)
+    assert [(r["id"], r["function"]) for r in data["redo"]] == [(failed.id, failed.function)]
+
+    start = today - timedelta(days=7)  # week 1 has ended: its problems are due
+    problems = netsprint_json("progress", "--start", start.isoformat(), "--chart",
+                              str(tmp_path / "c.png"), *root, cwd=tmp_path)["problems"]
+    assert problems["solved"] == 1
+    assert list(problems["by_category"]) == [c.id for c in load_plan().categories]
+    assert problems["by_category"][solved.category]["solved"] == 1
+    assert [(m["id"], m["due_now"]) for m in problems["mistakes"]] == [(failed.id, True)]
+
+    refused = netsprint("problems", "--week", "27", *root, cwd=tmp_path)
+    assert refused.returncode == 2 and "netsprint problems: there is no week 27" in refused.stderr

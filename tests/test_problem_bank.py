@@ -10,6 +10,9 @@ stopped by the time limit. These fail until the whole bank exists: that is inten
 from __future__ import annotations
 
 import re
+import signal
+import time
+import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,6 +30,7 @@ from netsprint.course.plan import LAST_WEEK, load_plan
 from netsprint.course.problems.catalog import (
     DATA_DIR, Bank, Problem, check_against_plan, load_bank, pace_table, planned_categories,
 )
+from netsprint.course.problems.judge import TimeLimitExceeded, within
 from netsprint.errors import CourseError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,7 +323,7 @@ def test_every_large_input_has_a_brute_force(bank, week):
 @pytest.fixture(scope="module")
 def judge_pool():
     # Two workers for two cores; each task runs in a worker's main thread, where within()'s
-    # SIGALRM is delivered.
+    # SIGPROF is delivered.
     with ProcessPoolExecutor(max_workers=2) as pool:
         yield pool
 
@@ -381,3 +385,40 @@ def test_the_judge_catches_a_brute_force_that_is_fast_enough(tmp_path, monkeypat
     assert judge_problem(str(path), "total", "total", True, 1)[0].startswith(
         "total: the brute force fails the visible examples: AssertionError")
 
+
+
+@pytest.mark.unit
+def test_within_interrupts_a_slow_body_and_restores_the_alarm_handler():
+    before = signal.getsignal(signal.SIGPROF)
+    with pytest.raises(TimeLimitExceeded, match=r"^n = 10\*\*9 took longer than 0.05 s of CPU: a heap"):
+        with within(0.05, "n = 10**9", "a heap"):
+            while True:
+                pass
+    with pytest.raises(TimeLimitExceeded, match="lower complexity"):  # the default advice
+        with within(0.05):
+            while True:
+                pass
+    with within(5, "a quick body"):
+        total = sum(range(1000))
+    assert total == 499500
+    with within(0.05, "a body that waits"):  # CPU time: waiting is not work, load is not ours
+        time.sleep(0.2)
+    assert signal.getsignal(signal.SIGPROF) is before
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+
+
+@pytest.mark.unit
+def test_within_refuses_a_thread_the_alarm_cannot_reach():
+    errors = []
+
+    def body():
+        try:
+            with within(1):
+                pass
+        except CourseError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert errors and "main thread" in errors[0]

@@ -7,7 +7,9 @@ optional dependency (bcc, nbgrader) is missing.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from netsprint.errors import NetsprintError
@@ -46,12 +48,6 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                       jobs=args.jobs)
 
 
-def _cmd_signal_server(args: argparse.Namespace) -> int:
-    from netsprint.signaling.command import run_signal_server
-
-    return run_signal_server(args)
-
-
 def _cmd_config(args: argparse.Namespace) -> int:
     from netsprint.config import dump_config, load_config
 
@@ -61,61 +57,21 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_peer(args: argparse.Namespace) -> int:
-    from netsprint.p2p.command import run_peer
+def _delegate(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports `module` when the command runs and calls `function(args)`."""
+    def handler(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), function)(args)
 
-    return run_peer(args)
-
-
-def _cmd_stun_server(args: argparse.Namespace) -> int:
-    from netsprint.stun.command import run_stun_server
-
-    return run_stun_server(args)
-
-
-def _cmd_nat_type(args: argparse.Namespace) -> int:
-    from netsprint.stun.command import run_nat_type
-
-    return run_nat_type(args)
-
-
-def _cmd_trace(args: argparse.Namespace) -> int:
-    from netsprint.ebpf.command import run
-
-    return run(args)
-
-
-def _cmd_problems(args: argparse.Namespace) -> int:
-    from netsprint.course.problems.command import run_problems
-
-    return run_problems(args)
-
-
-def _cmd_practice(args: argparse.Namespace) -> int:
-    from netsprint.course.problems.command import run_practice
-
-    return run_practice(args)
-
-
-def _cmd_agent(args: argparse.Namespace) -> int:
-    from netsprint.agent.runner import run
-
-    return run(args)
-
-
-def _cmd_lab(args: argparse.Namespace) -> int:
-    from netsprint.lab.command import run
-
-    return run(args)
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netsprint", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def course_root(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--root", type=Path, default=None,
-                       help="the workbook checkout (default: found from the current directory)")
+    from netsprint.course.problems.command import (
+        add_course_root as course_root, add_practice_arguments, add_problems_arguments,
+    )
 
     p = sub.add_parser("echo-server", help="week 1: the epoll echo server")
     p.add_argument("--host", default="127.0.0.1")
@@ -149,15 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     course_root(p)
     p.set_defaults(handler=_cmd_release)
 
-    from netsprint.course.problems.command import add_practice_arguments, add_problems_arguments
     p = sub.add_parser("problems", help="the algorithm problem bank (算法题): id, title, "
                                         "category, week, solved")
     add_problems_arguments(p)
-    p.set_defaults(handler=_cmd_problems)
+    p.set_defaults(handler=_delegate("netsprint.course.problems.command", "run_problems"))
     p = sub.add_parser("practice", help="today's mistakes to redo (错题重做), offered again "
                                         "1, 2 and 4 days apart")
     add_practice_arguments(p)
-    p.set_defaults(handler=_cmd_practice)
+    p.set_defaults(handler=_delegate("netsprint.course.problems.command", "run_practice"))
 
     p = sub.add_parser("grade", help="autograde your notebooks against the hidden tests")
     p.add_argument("weeks", nargs="*", help="week00 .. week26 (default: all released)")
@@ -181,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="week 5: also relay UDP for peers that cannot punch (same port number)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="JSON or TOML config; its [relay] section sets the relay's limits")
-    p.set_defaults(handler=_cmd_signal_server)
+    p.set_defaults(handler=_delegate("netsprint.signaling.command", "run_signal_server"))
 
     p = sub.add_parser("config", help="weeks 6-7: check a config file, or print an example")
     p.add_argument("file", nargs="?", type=Path, default=None,
@@ -193,13 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("peer", help="weeks 4-7: chat and send files to another peer (P2P)")
     from netsprint.p2p.command import add_arguments as peer_arguments
     peer_arguments(p)
-    p.set_defaults(handler=_cmd_peer)
+    p.set_defaults(handler=_delegate("netsprint.p2p.command", "run_peer"))
 
     p = sub.add_parser("stun-server", help="week 3: a STUN server (RFC 5780 with --alt)")
     p.add_argument("--listen", default="127.0.0.1:3478", metavar="IP:PORT")
     p.add_argument("--alt", default=None, metavar="IP2",
                    help="a second address: serve RFC 5780 on 2 IPs x 2 ports (PORT, PORT+1)")
-    p.set_defaults(handler=_cmd_stun_server)
+    p.set_defaults(handler=_delegate("netsprint.stun.command", "run_stun_server"))
 
     from netsprint.stun.nat import DEFAULT_TEST_TIMEOUT
 
@@ -211,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"per-test timeout (default {DEFAULT_TEST_TIMEOUT}: silence is an "
                         "answer in the filtering "
                         "tests; RFC 5389's full schedule would wait 39.5 s per silent test)")
-    p.set_defaults(handler=_cmd_nat_type)
+    p.set_defaults(handler=_delegate("netsprint.stun.command", "run_nat_type"))
 
     p = sub.add_parser("lab", help="weeks 3-7: the NAT lab in network namespaces; weeks "
                                    "14-15: pods on one node (root)")
@@ -241,17 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--types", nargs="*", default=None, help="default: all five")
     q.add_argument("--birthday-trials", type=int, default=0, metavar="N",
                    help="instead: N symmetric <-> port-restricted trials in birthday mode")
-    p.set_defaults(handler=_cmd_lab)
+    p.set_defaults(handler=_delegate("netsprint.lab.command", "run"))
 
     p = sub.add_parser("trace", help="weeks 10-11: trace TCP connections or bytes with eBPF (root)")
     from netsprint.ebpf.command import add_arguments as trace_arguments
     trace_arguments(p)
-    p.set_defaults(handler=_cmd_trace)
+    p.set_defaults(handler=_delegate("netsprint.ebpf.command", "run"))
 
     p = sub.add_parser("agent", help="weeks 12-19: eBPF TCP metrics for Prometheus (root)")
     from netsprint.agent.runner import add_arguments as agent_arguments
     agent_arguments(p)
-    p.set_defaults(handler=_cmd_agent)
+    p.set_defaults(handler=_delegate("netsprint.agent.runner", "run"))
     return parser
 
 

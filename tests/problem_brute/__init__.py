@@ -69,10 +69,12 @@ def _run(source: str, namespace: dict, label: str) -> None:
         exec(compile(source, label, "exec"), namespace)  # noqa: S102 - the notebook's own code
 
 
-def _fresh(nb, where: str) -> dict:
+def _fresh(nb, where: str, replaced: dict | None = None) -> dict:
+    """A namespace after the notebook's setup cells, with `replaced` names put in after."""
     namespace: dict = {"__name__": "__main__"}
     for cell in setup_cells(nb):
         _run(cell.source, namespace, f"{where}:{cell.get('id')}")
+    namespace.update(replaced or {})  # in place: setup functions see it as a global
     return namespace
 
 
@@ -113,15 +115,11 @@ def _judge_brute(nb, where: str, problem_id: str, function: str, brute, source: 
                  time_limit_exceeded: type) -> list[str]:
     label = f"{where}:problem_{problem_id} (brute force)"
     try:
-        namespace = _fresh(nb, where)
-        namespace[function] = brute
-        _run(visible_part(source), namespace, label)
+        _run(visible_part(source), _fresh(nb, where, {function: brute}), label)
     except BaseException as exc:
         return [f"{problem_id}: the brute force fails the visible examples: {_error(exc)}"]
     try:
-        namespace = _fresh(nb, where)
-        namespace[function] = brute
-        _run(source, namespace, label)
+        _run(source, _fresh(nb, where, {function: brute}), label)
     except time_limit_exceeded:
         return []
     except BaseException as exc:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from netsprint.course.nbconfig import LEARNER, course_config
+from netsprint.course.nbconfig import LEARNER, course_config, sqlite_url
 from netsprint.course.timeouts import cell_timeout as requested_or_default
 from netsprint.course.workspace import ensure_venv_on_path, run_converter
 from netsprint.errors import CourseError
@@ -24,7 +24,7 @@ def autograde(course_dir: Path, week: str, notebook_id: str, cell_timeout: int |
 
     config = course_config(course_dir)
     if gradebook:
-        config.CourseDirectory.db_url = f"sqlite:///{gradebook}"
+        config.CourseDirectory.db_url = sqlite_url(gradebook)
     if cell_timeout:
         # A cap on every cell's limit (tests use it to see a hung cell reported quickly).
         config.Execute.timeout_func = lambda cell: min(requested_or_default(cell), cell_timeout)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netsprint.course.nbconfig import COURSE_ID, LEARNER, gradebook_path
+from netsprint.course.nbconfig import COURSE_ID, LEARNER, gradebook_path, sqlite_url
 from netsprint.course.paths import GRADES_VERSION, ROOT_ENV, CourseRoot, read_json, write_json
 from netsprint.course.timeouts import cell_timeout
 from netsprint.course.workspace import (
@@ -94,19 +95,20 @@ def grade(course: CourseRoot, weeks: list[str], notebooks: Path, limits: Limits 
         for week in weeks:
             generate_release(tmp, week)
             copy_submission(notebooks / week, submission_dir(tmp, week))
-        queue = [(week, name) for week in weeks for name in source_notebooks(tmp, week)]
+        sources = {(week, name): SourceNotebook.read(tmp / "solutions" / week / name)
+                   for week in weeks for name in source_notebooks(tmp, week)}
+        queue = list(sources)
         task = progress.add_task("grading", total=len(queue)) if progress else None
+        workers = RunningWorkers()
 
         def one(job: tuple[str, str]) -> NotebookResult:
-            result = grade_notebook(tmp, *job, limits, course.root)
-            if progress:
-                progress.update(task, description=f"graded {result.key}")
-                progress.advance(task)
+            result = grade_notebook(tmp, *job, sources[job], limits, course.root, workers)
+            if progress:  # rich's Progress takes a lock: safe from the scheduler's threads
+                progress.update(task, description=f"graded {result.key}", advance=1)
             return result
 
-        exclusive = {job: SourceNotebook.read(tmp / "solutions" / job[0] / job[1]).exclusive
-                     for job in queue}
-        done = run_scheduled(queue, exclusive, one, jobs or default_jobs())
+        exclusive = {job: source.exclusive for job, source in sources.items()}
+        done = run_scheduled(queue, exclusive, one, jobs or default_jobs(), workers.stop_all)
     return [done[job] for job in queue]
 
 
@@ -125,61 +127,73 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def run_scheduled(queue: list, exclusive: dict, run, workers: int) -> dict:
+def run_scheduled(queue: list, exclusive: dict, run, workers: int,
+                  stop: Callable[[], None] = lambda: None) -> dict:
     """Run `run(job)` for every job on `workers` threads, never two exclusive jobs at once.
 
     Exclusive jobs are started first: they are the long ones, and shared jobs fill the other
-    workers meanwhile.
+    workers meanwhile. The first exception a job raises stops the rest and reaches the
+    caller. On Ctrl-C (or any exception in this thread) no job is started any more, `stop()`
+    ends the running ones, and their threads are waited for before the exception goes on.
     """
     pending = sorted(queue, key=lambda job: not exclusive[job])
     results: dict = {}
-    state = threading.Condition()
-    busy = {"exclusive": False}
     failure: list[BaseException] = []
+    state = threading.Condition()  # guards pending, results, failure, exclusive_running
+    exclusive_running = False
 
     def take():
+        nonlocal exclusive_running
         with state:
             while pending and not failure:
-                for job in pending:
-                    if not (exclusive[job] and busy["exclusive"]):
-                        pending.remove(job)
-                        busy["exclusive"] |= exclusive[job]
-                        return job
+                job = next((j for j in pending if not (exclusive[j] and exclusive_running)),
+                           None)
+                if job is not None:
+                    pending.remove(job)
+                    exclusive_running |= exclusive[job]
+                    return job
                 state.wait()
             return None
 
     def worker() -> None:
+        nonlocal exclusive_running
         while (job := take()) is not None:
             try:
-                results[job] = run(job)
+                result, error = run(job), None
             except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                failure.append(exc)
+                result, error = None, exc
             with state:
-                busy["exclusive"] &= not exclusive[job]
+                if error is None:
+                    results[job] = result
+                else:
+                    failure.append(error)
+                exclusive_running &= not exclusive[job]
                 state.notify_all()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    try:
+    threads: list[threading.Thread] = []
+    try:  # Ctrl-C may land while the threads are still being started
+        for _ in range(workers):
+            threads.append(threading.Thread(target=worker, daemon=True))
+            threads[-1].start()
         for t in threads:
             t.join()
     except BaseException:
-        # Ctrl-C lands here: stop every worker's child so no kernel outlives the tmp course.
         with state:
-            failure.append(KeyboardInterrupt())
             pending.clear()
-        stop_running_workers()
+            state.notify_all()
+        stop()
+        for t in threads:
+            if t.ident is not None:  # started
+                t.join()
         raise
     if failure:
         raise failure[0]
     return results
 
 
-def grade_notebook(tmp: Path, week: str, name: str, limits: Limits,
-                   course_root: Path) -> NotebookResult:
+def grade_notebook(tmp: Path, week: str, name: str, source: SourceNotebook, limits: Limits,
+                   course_root: Path, workers: RunningWorkers) -> NotebookResult:
     started = time.monotonic()
-    source = SourceNotebook.read(tmp / "solutions" / week / name)
     if not (submission_dir(tmp, week) / name).exists():
         return NotebookResult(week, name, 0.0, source.max_score, error=(
             f"{week}/{name} is missing from your notebooks: `netsprint release {week}` "
@@ -187,7 +201,7 @@ def grade_notebook(tmp: Path, week: str, name: str, limits: Limits,
     wall = limits.notebook or source.budget(limits.cell)
     gradebook = private_gradebook(tmp, week, name)
     error = run_worker(tmp, week, name.removesuffix(".ipynb"), limits.cell, wall, course_root,
-                       gradebook)
+                       gradebook, workers)
     result = read_result(tmp, week, name, source, gradebook)
     if error:
         result.error = error
@@ -235,18 +249,37 @@ def private_gradebook(tmp: Path, week: str, name: str) -> Path:
     return copy
 
 
-_RUNNING: set[int] = set()  # pids of autograde workers, for Ctrl-C
-_RUNNING_LOCK = threading.Lock()
+class RunningWorkers:
+    """The autograde workers one grading has running, so that Ctrl-C can end them all: each
+    runs in its own session (so a hung kernel can be killed as a tree), which keeps the
+    terminal's SIGINT from reaching them."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pids: set[int] = set()
+        self._stopped = False
 
-def stop_running_workers() -> None:
-    with _RUNNING_LOCK:
-        for pid in list(_RUNNING):
+    def add(self, pid: int) -> None:
+        with self._lock:
+            self._pids.add(pid)
+            stopped = self._stopped
+        if stopped:  # started in the moment between stop_all() and its job's thread seeing it
+            kill_tree(pid)
+
+    def discard(self, pid: int) -> None:
+        with self._lock:
+            self._pids.discard(pid)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self._stopped = True
+            pids = list(self._pids)
+        for pid in pids:
             kill_tree(pid)
 
 
-def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
-               wall: float, course_root: Path, gradebook: Path) -> str | None:
+def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None, wall: float,
+               course_root: Path, gradebook: Path, workers: RunningWorkers) -> str | None:
     """Run the autograde worker; returns an error message, or None when it finished."""
     cmd = [sys.executable, "-m", "netsprint.course.autograde_worker", str(tmp), week, notebook_id,
            "--gradebook", str(gradebook)]
@@ -256,8 +289,7 @@ def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
     env = {**os.environ, ROOT_ENV: str(course_root)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=tmp, env=env)
-    with _RUNNING_LOCK:
-        _RUNNING.add(proc.pid)
+    workers.add(proc.pid)
     try:
         _, stderr = proc.communicate(timeout=wall)
     except subprocess.TimeoutExpired:
@@ -266,14 +298,14 @@ def run_worker(tmp: Path, week: str, notebook_id: str, cap: int | None,
         return (f"did not finish within its time limit ({wall:.0f} s) and was stopped: look "
                 "for a loop that never ends or a cell that waits forever")
     except BaseException:
-        # Ctrl-C or any other exit: the worker runs in its own session, so it (and its
-        # kernel) would outlive us in a deleted temporary folder.
+        # Any other exit: the worker runs in its own session, so it (and its kernel) would
+        # outlive us in a deleted temporary folder. (Ctrl-C reaches the main thread, not
+        # this one: run_scheduled stops the workers through RunningWorkers.stop_all.)
         kill_tree(proc.pid)
         proc.wait()
         raise
     finally:
-        with _RUNNING_LOCK:
-            _RUNNING.discard(proc.pid)
+        workers.discard(proc.pid)
     if proc.returncode != 0:
         return worker_failure(stderr) or f"grading failed (exit {proc.returncode})"
     return None
@@ -341,7 +373,7 @@ def gradebook_scores(gradebook: Path, week: str,
                      notebook_id: str) -> dict[str, tuple[float, float]]:
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{gradebook}", COURSE_ID) as gb:
+    with Gradebook(sqlite_url(gradebook), COURSE_ID) as gb:
         submission = gb.find_submission_notebook(notebook_id, week, LEARNER)
         return {g.name: (float(g.score or 0.0), float(g.max_score)) for g in submission.grades}
 

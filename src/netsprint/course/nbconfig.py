@@ -24,8 +24,9 @@ def gradebook_path(root: Path) -> Path:
     return root / ".netsprint" / "gradebook.db"
 
 
-def gradebook_url(root: Path) -> str:
-    return f"sqlite:///{gradebook_path(root)}"
+def sqlite_url(database: Path) -> str:
+    """The SQLAlchemy URL nbgrader's `db_url` takes for an SQLite file."""
+    return f"sqlite:///{database}"
 
 
 def configure(c: Config, root: Path) -> Config:
@@ -33,7 +34,7 @@ def configure(c: Config, root: Path) -> Config:
     c.CourseDirectory.course_id = COURSE_ID
     c.CourseDirectory.source_directory = SOURCE
     c.CourseDirectory.release_directory = RELEASE
-    c.CourseDirectory.db_url = gradebook_url(root)
+    c.CourseDirectory.db_url = sqlite_url(gradebook_path(root))
     c.Exchange.root = str(root / ".netsprint" / "exchange")
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -239,13 +239,17 @@ def load_plan() -> Plan:
 
 
 def read_plan(path: Path) -> Plan:
+    return validate_plan(read_yaml(path, "the plan"), source=path.name)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's data (unchecked); CourseError for a file missing or not YAML."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CourseError(f"cannot read the plan {path}: {exc}") from exc
+        raise CourseError(f"cannot read {what} {path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise CourseError(f"{path.name} is not valid YAML: {exc}") from exc
-    return validate_plan(data, source=path.name)
 
 
 def validate_plan(data: Any, source: str = "plan.yaml") -> Plan:

@@ -332,17 +332,16 @@ def build_report(plan: Plan, grades: Mapping[str, NotebookGrade], start_date: da
     solved = sum(r.problems_solved for r in rows)
     if start_date is None:
         planned_to_date = due = pace = None
+        # no calendar: categories are measured through the latest week graded
+        to_date = ended = max((g.week for g in grades.values()), default=0)
     else:
         planned_to_date = plan.cumulative_problems(current)
         due = plan.cumulative_problems(last_ended) if last_ended >= 0 else 0
         pace = "behind" if solved < due else "ahead" if solved > planned_to_date else "on pace"
-    if start_date is None:
-        graded_weeks = [g.week for g in grades.values()]
-        to_date = ended = max(graded_weeks, default=0)
-    else:
         to_date, ended = current, last_ended
-    by_category = category_progress(plan, bank or Bank(()), grades, to_date, ended)
-    mistakes = mistakes_queue(history or {}, bank or Bank(()), today)
+    bank = bank or Bank(())
+    by_category = category_progress(plan, bank, grades, to_date, ended)
+    mistakes = mistakes_queue(history or {}, bank, today)
     problems = ProblemProgress(
         solved=solved, planned_to_date=planned_to_date, due=due,
         total_planned=plan.total_problems, pace=pace, by_category=by_category,
@@ -383,9 +382,8 @@ def category_progress(plan: Plan, bank: Bank, grades: Mapping[str, NotebookGrade
 
 def weak_categories(by_category: Mapping[str, CategoryProgress]) -> tuple[str, ...]:
     """Weak category ids, the lowest solved/due ratio first (plan order breaks ties)."""
-    order = list(by_category)
-    weak = [cid for cid, c in by_category.items() if c.weak]
-    return tuple(sorted(weak, key=lambda cid: (by_category[cid].ratio, order.index(cid))))
+    weak = [(c.ratio, i, cid) for i, (cid, c) in enumerate(by_category.items()) if c.weak]
+    return tuple(cid for *_, cid in sorted(weak))
 
 
 def mistakes_queue(history: Mapping[str, practice.ProblemHistory], bank: Bank,

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from netsprint.course.paths import week_name
-from netsprint.course.plan import LAST_WEEK, Plan, load_plan
+from netsprint.course.plan import LAST_WEEK, Plan, load_plan, read_yaml
 from netsprint.errors import CourseError
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -128,13 +126,8 @@ def read_week_file(path: Path, categories: set[str]) -> list[Problem]:
     if not match or not 1 <= int(match.group(1)) <= LAST_WEEK:
         raise CourseError(f"{path.name}: catalog files are named week01.yaml .. "
                           f"week{LAST_WEEK}.yaml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CourseError(f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise CourseError(f"{path.name} is not valid YAML: {exc}") from exc
-    return validate_week(data, path.name, int(match.group(1)), categories)
+    return validate_week(read_yaml(path, "the catalog file"), path.name, int(match.group(1)),
+                         categories)
 
 
 def validate_week(data: Any, source: str, file_week: int, categories: set[str]) -> list[Problem]:

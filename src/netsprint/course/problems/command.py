@@ -25,7 +25,8 @@ from netsprint.errors import CourseError
 DEFAULT_PRACTICE_LIMIT = 5  # about the plan's 60-minute weekday problem slot
 
 
-def _course_root(parser: argparse.ArgumentParser) -> None:
+def add_course_root(parser: argparse.ArgumentParser) -> None:
+    """`--root`, for every command that reads or writes the learner's workbook."""
     parser.add_argument("--root", type=Path, default=None,
                         help="the workbook checkout (default: found from the current directory)")
 
@@ -39,7 +40,7 @@ def add_problems_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only week N's problems")
     parser.add_argument("--category", default=None, metavar="C",
                         help="only one category (linked_list, dp, ...)")
-    _course_root(parser)
+    add_course_root(parser)
 
 
 def run_problems(args: argparse.Namespace) -> int:
@@ -109,7 +110,7 @@ def add_practice_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--limit", type=int, default=DEFAULT_PRACTICE_LIMIT, metavar="N",
                         help=f"at most N problems (default {DEFAULT_PRACTICE_LIMIT}; 0: all due)")
-    _course_root(parser)
+    add_course_root(parser)
 
 
 def run_practice(args: argparse.Namespace, today: date | None = None) -> int:

@@ -193,7 +193,8 @@ def todays_set(history: Mapping[str, ProblemHistory], today: date, bank: Bank,
                weakness: Mapping[str, float] | None = None,
                limit: int | None = None) -> list[Redo]:
     """Due problems, oldest due date first, then the weakest category first (`weakness`:
-    category -> solved/planned ratio, lower is weaker), then week and id."""
+    category -> solved/due ratio as progress reports it, lower is weaker; a category with
+    nothing due yet comes last), then week and id."""
     weakness = weakness or {}
     redo = [_redo(entry, today, bank) for entry in due_on(history, today)]
     redo.sort(key=lambda r: (r.due, weakness.get(r.category, float("inf")), r.week, r.id))
