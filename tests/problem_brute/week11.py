@@ -5,6 +5,8 @@ Each one passes the visible examples and must exceed the large input's time limi
 
 from __future__ import annotations
 
+from collections import Counter
+
 
 def busiest_window(deltas, k):
     # O(n * k): sums every window from scratch.
@@ -39,9 +41,6 @@ def shortest_burst(sent, threshold):
                     best = end - start + 1
                 break
     return best
-
-
-from collections import Counter
 
 
 def scrambled_matches(stream, signature):

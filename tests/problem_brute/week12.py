@@ -5,7 +5,7 @@ Each one passes the visible examples and must exceed the large input's time limi
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import TreeNode
+from collections import Counter
 
 
 def _all_nodes(root):
@@ -60,9 +60,6 @@ def bst_pair_sum(root, target):
             if a is not b and a.val + b.val == target:
                 return True
     return False
-
-
-from collections import Counter
 
 
 def common_subtree_sums(root):

@@ -5,7 +5,7 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import ListNode, TreeNode  # noqa: F401
+from netsprint.course.problems.structures import ListNode
 
 
 class RouteCache:

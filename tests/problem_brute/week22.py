@@ -5,8 +5,6 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import ListNode, TreeNode  # noqa: F401
-
 
 def total_pair_hops(root):
     # A breadth-first search from every node: O(n^2).
