@@ -36,8 +36,9 @@ from netsprint.errors import CourseError
 
 NOTEBOOK_MARGIN_SECONDS = 60  # kernel start-up and nbgrader's own work, beyond the cells
 # Notebook metadata `{"netsprint": {"grading": "shared"}}` marks a notebook that touches
-# nothing machine-wide (no namespaces, BPF, fixed ports or timing), so it may be graded beside
-# another; every other notebook is graded alone (see run_scheduled).
+# nothing machine-wide (no namespaces, BPF, fixed ports or wall-clock timing; the problem
+# banks' within() limits CPU time, which another notebook beside it does not change), so it
+# may be graded beside another; every other notebook is graded alone (see run_scheduled).
 GRADING_KEY, SHARED = "grading", "shared"
 
 
