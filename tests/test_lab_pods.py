@@ -366,3 +366,16 @@ def test_cli_up_list_exec_down(tmp_path, capsys):
     finally:
         assert pods_cli("down", "--node", name, "--map", map_path) == 0
     assert node_traces(name, map_path) == []
+
+
+def test_known_traffic_between_pods_and_a_clear_error_without_a_sink(node):
+    from netsprint.lab import podtraffic
+
+    sink = podtraffic.serve(node, "web-0", connections=2, port=8081)
+    try:
+        podtraffic.send_from(node, "web-1", "web-0", [1000, 23_456], port=8081)
+    finally:
+        podtraffic.finish(sink)
+    assert sink.returncode == 0, "the sink serves exactly its connections, then exits"
+    with pytest.raises(LabError, match="the sender in web-1 failed: .*(refused|Refused)"):
+        podtraffic.send_from(node, "web-1", "web-0", [10], port=8081)

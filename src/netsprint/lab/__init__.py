@@ -9,7 +9,8 @@
 - `vethpair`: two namespaces joined by one veth, the smallest lab for XDP and TC (weeks 10-11).
 - `pods`: `PodNode`, a Kubernetes-style node of pods (namespaces on a bridge, a mini CNI with
   IPAM, a cgroup per pod, a pod map for the agent) (weeks 14-15); `pods_command`:
-  `netsprint lab pods up|down|list|exec`.
+  `netsprint lab pods up|down|list|exec`; `podtraffic`: known TCP traffic between pods (a sink
+  and senders) that weeks 16-19 check the agent against.
 
 `LabError` is defined here (not in a submodule) so every submodule can raise it without
 importing another; it derives from the one error root.
