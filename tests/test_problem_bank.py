@@ -9,6 +9,7 @@ stopped by the time limit. These fail until the whole bank exists: that is inten
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -240,6 +241,10 @@ def test_week_has_its_catalog_and_notebooks(bank, week):
     for problem in problems:
         for folder in ("solutions", "notebooks"):
             assert (REPO / folder / problem.week_name / problem.notebook).is_file(), folder
+    # Graded beside others (docs/course.md): nothing machine-wide, and within() counts CPU.
+    source = json.loads((REPO / "solutions" / problems[0].week_name / problems[0].notebook)
+                        .read_text(encoding="utf-8"))
+    assert source["metadata"].get("netsprint", {}).get("grading") == "shared"
 
 
 def answer_defines(source: str, function: str) -> bool:

@@ -5,6 +5,8 @@ Each one passes the visible examples and must exceed the large input's time limi
 
 from __future__ import annotations
 
+import heapq
+
 
 def reach_idle_port(hops, start):
     # O(n^2): left-to-right sweeps that mark reachable slots until nothing changes.
@@ -69,26 +71,6 @@ def target_span(n, probe, target):
     return (first, last)
 
 
-def min_rate(chunks, ticks):
-    # O(n x (answer - largest chunk)): tries every rate upwards.
-    if not chunks:
-        return 0
-    rate = max(chunks)
-    while True:
-        used, load = 1, 0
-        for size in chunks:
-            if load + size > rate:
-                used += 1
-                load = 0
-            load += size
-        if used <= ticks:
-            return rate
-        rate += 1
-
-
-import heapq
-
-
 def kth_in_product_table(rows, cols, k):
     # O(k log rows): merges the sorted rows with a heap and pops k entries.
     heap = [(i, i, 1) for i in range(1, rows + 1)]  # (value, row, column)
@@ -100,11 +82,23 @@ def kth_in_product_table(rows, cols, k):
     return heap[0][0]
 
 
+def kth_lost(log, k):
+    # O(n) reads: walk the log and count the numbers each gap skips.
+    expected = 1
+    for i in range(len(log)):
+        gap = log[i] - expected
+        if k <= gap:
+            return expected + k - 1
+        k -= gap
+        expected = log[i] + 1
+    return expected + k - 1
+
+
 BRUTE = {
     "reach_idle_port": reach_idle_port,
     "largest_cluster": largest_cluster,
     "longest_chain": longest_chain,
     "target_span": target_span,
-    "min_rate": min_rate,
+    "kth_lost_sequence_number": kth_lost,
     "kth_in_product_table": kth_in_product_table,
 }

@@ -50,19 +50,6 @@ def longest_mirror_subsequence(trace):
     return max(longest_mirror_subsequence(trace[1:]), longest_mirror_subsequence(trace[:-1]))
 
 
-def _one_trade(prices):
-    best, low = 0, float("inf")
-    for price in prices:
-        low = min(low, price)
-        best = max(best, price - low)
-    return best
-
-
-def best_two_trades(prices):
-    # O(n^2): tries every split day, one full scan per side.
-    return max((_one_trade(prices[:k]) + _one_trade(prices[k:]) for k in range(len(prices) + 1)), default=0)
-
-
 def host_matches(name, rule):
     # Exponential: tries every length for every '*', with no memo.
     if not rule:
@@ -72,11 +59,30 @@ def host_matches(name, rule):
     return bool(name) and rule[0] in ("?", name[0]) and host_matches(name[1:], rule[1:])
 
 
+def best_windows(rates, k, m):
+    # O(n^2 * m): best[j][i] tries every first start s >= i instead of reusing best[j][i + 1].
+    n = len(rates)
+    window = [sum(rates[i:i + k]) for i in range(n - k + 1)] + [0] * (k + 1)
+    best = [[0] * (n + k + 1)]
+    for j in range(1, m + 1):
+        row = [float("-inf")] * (n + k + 1)
+        for i in range(n - k, -1, -1):
+            row[i] = max(window[s] + best[j - 1][s + k] for s in range(i, n - k + 1))
+        best.append(row)
+    starts, i = [], 0
+    for j in range(m, 0, -1):
+        while window[i] + best[j - 1][i + k] != best[j][i]:
+            i += 1
+        starts.append(i)
+        i += k
+    return starts
+
+
 BRUTE = {
     "count_cable_routes": count_cable_routes,
     "best_job_value": best_job_value,
     "count_sign_patterns": count_sign_patterns,
     "longest_mirror_subsequence": longest_mirror_subsequence,
-    "best_two_trades": best_two_trades,
+    "best_capture_windows": best_windows,
     "host_matches": host_matches,
 }

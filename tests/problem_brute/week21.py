@@ -19,22 +19,6 @@ def longest_k_port_run(ports, k):
     return best
 
 
-def shortest_covering_span(events, required):
-    # Every start, extended until it covers: O(n^2).
-    from collections import Counter
-    need = Counter(required)
-    best = None
-    for start in range(len(events)):
-        have = Counter()
-        for end in range(start, len(events)):
-            have[events[end]] += 1
-            if all(have[c] >= k for c, k in need.items()):
-                if best is None or end - start < best[1] - best[0]:
-                    best = (start, end)
-                break
-    return best
-
-
 def longest_stable_stretch(samples, limit):
     # Every start, extended while stable: O(n^2).
     best = 0
@@ -46,12 +30,6 @@ def longest_stable_stretch(samples, limit):
                 break
             best = max(best, end - start + 1)
     return best
-
-
-def pairs_within_budget(costs, budget):
-    # Every pair: O(n^2).
-    n = len(costs)
-    return sum(1 for i in range(n) for j in range(i + 1, n) if costs[i] + costs[j] <= budget)
 
 
 def frames_for_packets(sizes, mtu):
@@ -97,11 +75,34 @@ def largest_bandwidth_block(bars):
     return best
 
 
+def fewest_mask_writes(bits, k):
+    # Apply each forced write bit by bit: O(n * k).
+    bits, writes = list(bits), 0
+    for i in range(len(bits)):
+        if bits[i] == 0:
+            if i + k > len(bits):
+                return -1
+            for j in range(i, i + k):
+                bits[j] ^= 1
+            writes += 1
+    return writes
+
+
+def common_windows(a, b):
+    # Compare every window of a with every window of b: O(n * m).
+    out = []
+    for s1, e1 in a:
+        for s2, e2 in b:
+            if max(s1, s2) <= min(e1, e2):
+                out.append([max(s1, s2), min(e1, e2)])
+    return sorted(out)
+
+
 BRUTE = {
     "longest_k_port_run": longest_k_port_run,
-    "shortest_covering_span": shortest_covering_span,
+    "fewest_mask_writes": fewest_mask_writes,
     "longest_stable_stretch": longest_stable_stretch,
-    "pairs_within_budget": pairs_within_budget,
+    "common_free_windows": common_windows,
     "frames_for_packets": frames_for_packets,
     "drop_blocked_port": drop_blocked_port,
     "peak_concurrent_sessions": peak_concurrent_sessions,

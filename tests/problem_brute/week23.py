@@ -80,23 +80,6 @@ def zero_sum_picks(a, b, c, d):
     return sum(last[-(x + y + z)] for x in a for y in b for z in c)
 
 
-def longest_port_sequence(ports):
-    # Count upwards from every number, not only from run starts: O(n^2) on one long run.
-    present = set(ports)
-    best = 0
-    for x in present:
-        end = x
-        while end + 1 in present:
-            end += 1
-        best = max(best, end - x + 1)
-    return best
-
-
-def same_shape(a, b):
-    # Compare first-occurrence positions with list.index: O(n^2) for distinct tokens.
-    return len(a) == len(b) and all(a.index(x) == b.index(y) for x, y in zip(a, b))
-
-
 def shortest_cut_for_divisible(sizes, p):
     # Every stretch, by start and growing end: O(n^2).
     total = sum(sizes)
@@ -114,13 +97,48 @@ def shortest_cut_for_divisible(sizes, p):
     return best
 
 
+def fewest_interrupted(rows):
+    # Try every integer moment and walk every worker's jobs up to it: O(T * total jobs).
+    total = sum(rows[0])
+    best = len(rows)
+    for t in range(1, total):
+        cut = 0
+        for durations in rows:
+            end = 0
+            for d in durations:
+                end += d
+                if end >= t:
+                    break
+            cut += end != t            # t is inside the job that ends at `end`
+        best = min(best, cut)
+    return best
+
+
+def shortest_busiest_slice(flows):
+    # O(n^2): from every start, extend the slice until some flow reaches the peak.
+    counts = {}
+    for f in flows:
+        counts[f] = counts.get(f, 0) + 1
+    peak = max(counts.values(), default=0)
+    best = 0
+    for start in range(len(flows)):
+        seen = {}
+        for end in range(start, len(flows)):
+            seen[flows[end]] = seen.get(flows[end], 0) + 1
+            if seen[flows[end]] == peak:
+                if best == 0 or end - start + 1 < best:
+                    best = end - start + 1
+                break
+    return best
+
+
 BRUTE = {
     "sliding_log_limiter": SlidingLogLimiter,
     "versioned_config_store": VersionedStore,
     "packet_ring_buffer": PacketRing,
     "all_extremes_counter": ExtremesCounter,
     "four_feed_zero_sums": zero_sum_picks,
-    "longest_port_sequence": longest_port_sequence,
-    "same_shape_templates": same_shape,
+    "least_disruptive_checkpoint": fewest_interrupted,
+    "shortest_busiest_slice": shortest_busiest_slice,
     "shortest_cut_for_divisible": shortest_cut_for_divisible,
 }

@@ -6,15 +6,6 @@ Each passes the visible examples and must run out of time on the large input
 from __future__ import annotations
 
 
-def cheapest_trim(a, b):
-    # The recursion without memoisation: exponential.
-    if not a or not b:
-        return sum(map(ord, a + b))
-    if a[0] == b[0]:
-        return cheapest_trim(a[1:], b[1:])
-    return min(ord(a[0]) + cheapest_trim(a[1:], b), ord(b[0]) + cheapest_trim(a, b[1:]))
-
-
 def ring_pick(caps):
     # best[i] = caps[i] + the best over every compatible earlier pick: O(n^2).
     def line(values):
@@ -82,15 +73,6 @@ def best_distinct_window(flows, k):
     return best
 
 
-def first_anagram_window(stream, signature):
-    # Sort every window: O(n * m log m).
-    m, key = len(signature), sorted(signature)
-    for i in range(len(stream) - m + 1):
-        if sorted(stream[i:i + m]) == key:
-            return i
-    return -1
-
-
 def partition_classes(queue):
     # Insertion sort: O(n^2) moves.
     for i in range(1, len(queue)):
@@ -105,15 +87,38 @@ def closest_cross_gap(a, b):
     return min(abs(x - y) for x in a for y in b)
 
 
+def fewest_swaps_to_gather(ring):
+    # O(n * k): count the zeros of every length-k block around the ring from scratch.
+    n, k = len(ring), sum(ring)
+    if k == 0:
+        return 0
+    return min(sum(1 for j in range(start, start + k) if ring[j % n] == 0) for start in range(n))
+
+
+def cheapest_passes(days, passes):
+    # O(n^2 * p): a pass bought on days[i] may be followed by a pass on any later job day j
+    # whose earlier days it covers; every such j is tried.
+    n = len(days)
+    cost = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        best = None
+        for length, price in passes:
+            for j in range(i + 1, n + 1):
+                if days[j - 1] < days[i] + length and (best is None or price + cost[j] < best):
+                    best = price + cost[j]
+        cost[i] = best
+    return cost[0]
+
+
 BRUTE = {
-    "cheapest_trim_to_match": cheapest_trim,
+    "cheapest_reservation_passes": cheapest_passes,
     "ring_pick_capacity": ring_pick,
     "cheapest_segment_merge": cheapest_merge,
     "first_bad_build": first_bad_build,
     "rotation_point_probe": wrap_index,
     "median_of_two_feeds": median_of_two,
     "best_distinct_window": best_distinct_window,
-    "first_anagram_window": first_anagram_window,
+    "gather_tenant_on_ring": fewest_swaps_to_gather,
     "three_class_partition": partition_classes,
     "closest_cross_pair": closest_cross_gap,
 }

@@ -5,7 +5,7 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import ListNode, TreeNode  # noqa: F401
+from netsprint.course.problems.structures import TreeNode
 
 
 def odd_even_positions(head):
@@ -43,23 +43,6 @@ def first_single_flows(flows):
     return out
 
 
-def deep_diameter(root):
-    # Recompute both child heights with a fresh walk at every node: O(n^2) on a chain.
-    def height(node):
-        best, stack = 0, [(node, 1)] if node else []
-        while stack:
-            cur, d = stack.pop()
-            best = max(best, d)
-            stack.extend((c, d + 1) for c in (cur.left, cur.right) if c)
-        return best
-    best, stack = 0, [root] if root else []
-    while stack:
-        node = stack.pop()
-        best = max(best, height(node.left) + height(node.right))
-        stack.extend(c for c in (node.left, node.right) if c)
-    return best
-
-
 def bst_from_preorder(keys):
     # Insert each key from the root: O(n * depth), O(n^2) for a chain.
     if not keys:
@@ -75,26 +58,6 @@ def bst_from_preorder(keys):
                 break
             node = child
     return root
-
-
-def best_path_sum(root):
-    # For every node, the best downward sums of both children by walking their subtrees: O(n^2).
-    def best_down(node):
-        best, stack = 0, [(node, node.val)] if node else []
-        found = False
-        while stack:
-            cur, total = stack.pop()
-            best = total if not found else max(best, total)
-            found = True
-            stack.extend((c, total + c.val) for c in (cur.left, cur.right) if c)
-        return best if found else 0
-    best, stack = root.val, [root]
-    while stack:
-        node = stack.pop()
-        best = max(best, node.val + max(0, best_down(node.left)) + max(0, best_down(node.right)))
-        stack.extend(c for c in (node.left, node.right) if c)
-    return best
-
 
 
 def almost_palindrome(label):
@@ -159,16 +122,16 @@ def first_nesting_error(text):
     return -1
 
 
-def cheapest_join(sizes):
-    # Find and remove the two smallest by scanning: O(n^2).
-    files = list(sizes)
-    total = 0
-    while len(files) > 1:
-        a = files.pop(files.index(min(files)))
-        b = files.pop(files.index(min(files)))
-        total += a + b
-        files.append(a + b)
-    return total
+def drop_digits(ticket, k):
+    # Delete one digit at a time: the first one followed by a smaller digit (else the last),
+    # rescanning from the start after every deletion: O(n * k).
+    digits = list(ticket)
+    for _ in range(k):
+        i = 0
+        while i + 1 < len(digits) and digits[i] <= digits[i + 1]:
+            i += 1
+        del digits[i]
+    return "".join(digits).lstrip("0") or "0"
 
 
 def most_jobs(jobs):
@@ -217,7 +180,6 @@ class SnapshotTable:
         return 0
 
 
-
 def most_at_one_speed(speeds, k):
     # O(n^2): for every target speed, walk down the slower links until k runs out.
     ordered, best = sorted(speeds), 0
@@ -232,18 +194,44 @@ def most_at_one_speed(speeds, k):
     return best
 
 
+def count_switches(root):
+    # Visit every switch: O(n) child reads.
+    count, stack = 0, [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        count += 1
+        stack.extend(c for c in (node.left, node.right) if c is not None)
+    return count
+
+
+def heights_after_loss(root, queries):
+    # Walk the whole tree again for every query, skipping the lost subtree: O(n * q).
+    answers = []
+    for q in queries:
+        best, stack = 0, [(root, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if node is None or node.val == q:
+                continue
+            best = max(best, depth)
+            stack.append((node.left, depth + 1))
+            stack.append((node.right, depth + 1))
+        answers.append(best)
+    return answers
+
+
 BRUTE = {
     "odd_even_positions": odd_even_positions,
     "first_single_flow": first_single_flows,
-    "deep_tree_diameter": deep_diameter,
+    "count_fabric_switches": count_switches,
     "bst_from_preorder": bst_from_preorder,
-    "best_path_deep_tree": best_path_sum,
+    "height_after_subtree_loss": heights_after_loss,
     "most_links_at_one_speed": most_at_one_speed,
     "almost_palindrome_label": almost_palindrome,
     "unlock_all_racks": can_open_all,
     "unreachable_host_pairs": unreachable_pairs,
     "first_nesting_error": first_nesting_error,
-    "cheapest_file_join": cheapest_join,
+    "smallest_after_drops": drop_digits,
     "most_jobs_by_deadline": most_jobs,
     "running_latency_median": LatencyMedian,
     "snapshot_port_table": SnapshotTable,
