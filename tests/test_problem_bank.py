@@ -10,6 +10,7 @@ stopped by the time limit. These fail until the whole bank exists: that is inten
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import signal
 import time
@@ -328,8 +329,10 @@ def test_every_large_input_has_a_brute_force(bank, week):
 @pytest.fixture(scope="module")
 def judge_pool():
     # Two workers for two cores; each task runs in a worker's main thread, where within()'s
-    # SIGPROF is delivered.
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    # SIGPROF is delivered. Spawned, not forked: by now this pytest process may run threads
+    # (servers, scrapers of earlier tests), and a child forked while one of them held a lock
+    # (imports, logging) waits for it forever.
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
 
 

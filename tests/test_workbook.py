@@ -85,6 +85,11 @@ def test_release_rejects_a_week_that_is_not_one():
 
 # --- grading of the real weeks ------------------------------------------------------------
 
+# The module fixtures grade the whole course (about 5 minutes on 2 cores, docs/course.md):
+# longer than the suite's per-test bound, so the tests that set them up get their own.
+GRADES_THE_COURSE = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def solution_grades(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grade-solutions")
@@ -99,6 +104,7 @@ def release_grades(tmp_path_factory):
     return grading.grade(course, course.weeks(), course.notebooks)
 
 
+@GRADES_THE_COURSE
 def test_every_solution_notebook_grades_full(solution_grades):
     assert {r.key for r in solution_grades} == {
         f"{p.parent.name}/{p.name}" for p in COURSE.solutions.glob("week*/*.ipynb")}
@@ -108,6 +114,7 @@ def test_every_solution_notebook_grades_full(solution_grades):
         assert r.max_score > 0 and r.score == r.max_score, r
 
 
+@GRADES_THE_COURSE
 def test_every_untouched_release_notebook_scores_zero(release_grades):
     for r in release_grades:
         assert r.error is None, (r.key, r.error)
@@ -125,6 +132,7 @@ def test_solution_notebooks_are_reviewable():
                 assert not cell.outputs and cell.execution_count is None, f"{path}: stored output"
 
 
+@GRADES_THE_COURSE
 def test_solution_notebooks_run_without_errors_in_any_cell(solution_grades):
     """Graded cells are checked by grading; this covers the demos and plots around them
     (autograde ran every cell of each solution notebook)."""

@@ -41,8 +41,7 @@ from typing import TypeVar
 from netsprint.errors import CapabilityError
 from netsprint.lab import LabError
 from netsprint.lab.topology import (COMMAND_TIMEOUT, NETNS_DIR, call_in_netns, ip_batch,
-                                    netns_exists, netns_pids, run_checked, socket_in_netns,
-                                    stop_pids)
+                                    netns_exists, remove_netns, run_checked, socket_in_netns)
 
 T = TypeVar("T")
 
@@ -581,7 +580,7 @@ class PodNode:
 
     def _remove_pod_resources(self, pod: Pod) -> None:
         self._delete_host_link(pod)
-        _remove_netns(pod.netns)
+        remove_netns(pod.netns)
         remove_cgroup(Path(pod.cgroup_path))
 
     def _delete_host_link(self, pod: Pod) -> None:
@@ -596,22 +595,12 @@ class PodNode:
             ip_batch(self.netns, [f"link delete {pod.host_if}"])  # both ends go at once
 
     def _remove_node_resources(self) -> None:
-        _remove_netns(self.netns)
+        remove_netns(self.netns)
         remove_cgroup(self.cgroup_dir)
         parent = self.cgroup_dir.parent
         if parent.is_dir() and not any(p.is_dir() for p in parent.iterdir()):
             remove_cgroup(parent)  # the shared netsprint/ directory, when no node is left
 
-
-def _remove_netns(netns: str) -> None:
-    """Stop the processes inside `netns` (exec/popen started them there: ours to stop; one
-    left inside would keep the namespace alive) and delete it. Nothing when it is gone."""
-    if not netns_exists(netns):
-        return
-    pids = netns_pids(netns)
-    if pids:
-        stop_pids(pids)
-    run_checked(["ip", "netns", "delete", netns])
 
 
 def remove_cgroup(cgroup_dir: Path) -> None:

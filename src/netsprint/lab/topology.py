@@ -410,7 +410,7 @@ class NatLab:
         errors = []
         for netns in self.namespaces:
             try:
-                self._remove_netns(netns)
+                remove_netns(netns)
             except (LabError, OSError, subprocess.SubprocessError) as exc:
                 errors.append(f"{netns}: {exc}")
         if errors:
@@ -549,15 +549,18 @@ class NatLab:
         # Forwarding is a per-namespace sysctl: this changes the router, not the host.
         run_checked(netns_argv(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
-    def _remove_netns(self, netns: str) -> None:
-        if not netns_exists(netns):
-            return
-        # A process still inside would keep the namespace (and its veths) alive after
-        # `ip netns delete`; every such process was started inside this lab.
-        pids = netns_pids(netns)
-        if pids:
-            stop_pids(pids)
-        run_checked(["ip", "netns", "delete", netns])
+
+
+def remove_netns(netns: str) -> None:
+    """Stop the processes inside `netns` and delete it; nothing when it is gone. A process
+    still inside would keep the namespace (and its veths) alive after `ip netns delete`;
+    callers own every process in their namespaces (a lab started them there)."""
+    if not netns_exists(netns):
+        return
+    pids = netns_pids(netns)
+    if pids:
+        stop_pids(pids)
+    run_checked(["ip", "netns", "delete", netns])
 
 
 def _check_side(side: str) -> str:

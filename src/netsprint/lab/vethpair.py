@@ -29,8 +29,8 @@ from typing import TypeVar
 
 from netsprint.lab import LabError
 from netsprint.lab.topology import (SIDES, call_in_netns, check_root, ip_batch, netns_argv,
-                                    netns_exists, netns_pids, other_side, run_checked,
-                                    socket_in_netns, stop_pids)
+                                    netns_exists, other_side, remove_netns, run_checked,
+                                    socket_in_netns)
 
 T = TypeVar("T")
 PREFIX_LEN = 24
@@ -162,13 +162,8 @@ class VethPair:
         Safe to call twice and after a half-built `up()`."""
         errors = []
         for netns in self.namespaces.values():
-            if not netns_exists(netns):
-                continue
             try:
-                pids = netns_pids(netns)  # a process inside would keep the namespace alive
-                if pids:
-                    stop_pids(pids)
-                run_checked(["ip", "netns", "delete", netns])
+                remove_netns(netns)
             except (LabError, OSError, subprocess.SubprocessError) as exc:
                 errors.append(f"{netns}: {exc}")
         if errors:
