@@ -98,7 +98,9 @@ def test_cut_direct_kills_peer_traffic_but_not_the_servers(peers):
 def test_cut_direct_is_idempotent_remembered_and_stays_in_the_lab(lab):
     lab.cut_direct()
     lab.cut_direct()
-    assert cut_counters(lab) == [0, 0]  # one table, two rules: not doubled
+    # One table, two rules: not doubled. (Their packet counts are not ours to predict: a late
+    # packet of an earlier test in this lab may meet the cut.)
+    assert len(cut_counters(lab)) == 2
     assert NatLab.load(lab.name).cut is True
     assert not root_has_cut_table()
     lab.cut_direct(False)

@@ -24,10 +24,11 @@ COURSE = CourseRoot(REPO)
 
 
 def copy_course(dest: Path) -> CourseRoot:
-    """A checkout-like course (no git) with the repo's solutions and release."""
+    """A checkout-like course (no git) with the repo's solutions and release, and the
+    deploy/ folder that the week-15 notebooks read (the Dockerfile, the DaemonSet)."""
     shutil.copy(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
-    shutil.copytree(REPO / "solutions", dest / "solutions")
-    shutil.copytree(REPO / "notebooks", dest / "notebooks")
+    for folder in ("solutions", "notebooks", "deploy"):
+        shutil.copytree(REPO / folder, dest / folder)
     return CourseRoot(dest)
 
 
