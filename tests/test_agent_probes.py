@@ -27,7 +27,8 @@ from netsprint.agent.buckets import slot_of_microseconds as slot_of
 from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram
 from netsprint.agent.probes import (HEADER, TRACEPOINTS, AgentProbes, FlowCountersRecord,
                                     FlowKeyRecord, HistogramRecord, SocketRecord, address_text,
-                                    flow_key, sum_counters, sum_histogram)
+                                    flow_key, keep_bytes_monotonic, sum_counters,
+                                    sum_histogram)
 
 WAIT_SECONDS = 5.0  # bound on waiting for the kernel side to show what must come
 TCP_INFO_RTT = struct.Struct("B" * 8 + "I" * 24)  # struct tcp_info up to tcpi_rcv_space
@@ -90,6 +91,26 @@ def test_per_cpu_values_are_summed():
     assert merged == Log2Histogram(tuple(3 if i == 3 else 4 if i == 26 else 0
                                          for i in range(HISTOGRAM_SLOTS)), 15)
     assert merged.count == 7
+
+
+@pytest.mark.unit
+def test_exported_byte_counts_never_go_down():
+    # A socket destroyed between the reads of `flows` and `sockets` is in neither: that read
+    # is short, and a Prometheus counter that goes down reads as a restart.
+    key, other, gone = FlowKey(1, "10.0.0.1", "10.0.0.2"), FlowKey(2, "", ""), FlowKey(3, "", "")
+    reported: dict = {}
+    first = {key: FlowCounters(opened_outbound=1, sent_bytes=500, received_bytes=70),
+             gone: FlowCounters(received_bytes=9)}
+    keep_bytes_monotonic(first, reported)
+    short = {key: FlowCounters(opened_outbound=1, closed=1, sent_bytes=400, received_bytes=80),
+             other: FlowCounters(sent_bytes=5)}
+    keep_bytes_monotonic(short, reported)
+    assert short[key] == FlowCounters(opened_outbound=1, closed=1, sent_bytes=500, received_bytes=80)
+    assert short[other] == FlowCounters(sent_bytes=5)
+    assert short[gone] == FlowCounters(received_bytes=9)  # its series does not vanish
+    caught_up = {key: FlowCounters(sent_bytes=650, received_bytes=80)}
+    keep_bytes_monotonic(caught_up, reported)
+    assert caught_up[key].sent_bytes == 650
 
 
 # --- ground truth helpers ----------------------------------------------------------------------
@@ -234,10 +255,41 @@ def test_connections_bytes_and_connect_time_are_counted_per_flow(needs_bcc, prob
         return [r for r in probes.sockets().values()
                 if address_text(r.key.family, r.key.local) in (server_ip, client_ip)]
 
-    # closed sockets are forgotten at tcp:tcp_destroy_sock
+    # closed sockets are forgotten at tcp:tcp_destroy_sock, their bytes kept in their flows
     gone = wait_for(probes, lambda s: not ours_left())
     assert not ours_left(), "socket entries left after every socket was closed"
     assert gone.probes_attached == len(TRACEPOINTS)
+    assert counters(gone, outbound).sent_bytes == sum(sizes)
+    assert counters(gone, inbound_used).received_bytes == read
+
+
+def disconnect(sock: socket.socket) -> None:
+    """connect() with AF_UNSPEC: the kernel's way to dissolve a TCP connection and keep the
+    socket (tcp_disconnect); Python's connect() has no spelling for it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    unspec = ctypes.create_string_buffer(16)  # sa_family 0 = AF_UNSPEC
+    if libc.connect(sock.fileno(), unspec, ctypes.sizeof(unspec)) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+@pytest.mark.bpf
+def test_bytes_survive_a_socket_that_connects_again(needs_bcc, probes):
+    # The second connect() starts a new entry for the same socket; the first connection's
+    # bytes, still in the old entry, must reach the flow first.
+    server_ip, client_ip, first, second = "127.77.7.1", "127.77.7.2", 3_333, 4_444
+    key = FlowKey(own_cgroup_id(), client_ip, server_ip)
+    with listener(server_ip) as server, socket.socket() as client:
+        client.bind((client_ip, 0))
+        for size in (first, second):
+            client.connect(server.getsockname())
+            accepted, _ = server.accept()
+            with accepted:
+                client.sendall(b"r" * size)
+                assert len(accepted.recv(size, socket.MSG_WAITALL)) == size
+                disconnect(client)
+    snap = wait_for(probes, lambda s: counters(s, key).sent_bytes >= first + second)
+    assert counters(snap, key).sent_bytes == first + second
+    assert counters(snap, key).opened_outbound == 2
 
 
 @pytest.mark.bpf

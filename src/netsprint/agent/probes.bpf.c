@@ -9,7 +9,15 @@
 //   sock:sock_recv_length     payload bytes received, MSG_PEEK excluded, process context
 //   tcp:tcp_retransmit_skb    retransmitted segments
 //   tcp:tcp_probe             smoothed RTT, once per received segment (kept minimal)
-//   tcp:tcp_destroy_sock      forgets the socket
+//   tcp:tcp_destroy_sock      moves the socket's bytes into its flow, forgets the socket
+//
+// Why bytes wait in the socket's entry: sock_send_length and sock_recv_length run on every
+// message, 4 runs per request-reply (docs/performance.md, "Agent overhead"). Adding to the
+// entry the socket lookup finds costs one lookup with an 8-byte key; going on to the flow
+// cost a second one with a 40-byte key. The entry's bytes move to the flow at destroy, and a
+// read adds the bytes of the live sockets (probes.py), so nothing is lost while a socket
+// lives. (tcp_probe is not sampled: measured, a random 1-in-8 sample saved nothing that
+// could be told from noise; the tracepoint's own cost dominates, not the program's.)
 //
 // Why per-CPU maps for `flows` and the histograms: many sockets of one pod talking to one
 // peer share one flow key, and sendmsg()/softirqs on several CPUs would update the same
@@ -188,9 +196,43 @@ static __always_inline void record_srtt(struct agent_flow_key *key, __u64 us)
 
 // --- sock:inet_sock_set_state ------------------------------------------------------------
 
+// The bytes a `sockets` entry holds, on their way to the flow when the entry goes away.
+// Taken out, then the entry is removed or replaced, then they are added to the flow: a map
+// read between the two steps sees them nowhere and is short until the next read (probes.py
+// keeps the exported counters from going down); the other order could show them twice.
+struct moving_bytes {
+    struct agent_flow_key key;
+    __u64 sent;
+    __u64 received;
+};
+
+static __always_inline void take_bytes(struct agent_socket *entry, struct moving_bytes *out)
+{
+    out->key = entry->key;
+    out->sent = entry->sent_bytes;
+    out->received = entry->received_bytes;
+}
+
+static __always_inline void add_bytes_to_flow(struct moving_bytes *moved)
+{
+    if (!moved->sent && !moved->received)
+        return;
+    struct agent_flow_counters *counters = flow_counters(&moved->key);
+    if (!counters)
+        return;  // `flows` is full (counted): these bytes are lost
+    counters->sent_bytes += moved->sent;
+    counters->received_bytes += moved->received;
+}
+
 static __always_inline void start_socket(__u64 sk, __u8 direction, __u64 cgroup_id,
                                          __u8 cgroup_known, __u64 start_ns)
 {
+    // connect() again on a socket that carried bytes (connect(AF_UNSPEC) disconnects it):
+    // its old entry is about to be overwritten, so its bytes go to their flow.
+    struct moving_bytes moved = {};
+    struct agent_socket *old = sockets.lookup(&sk);
+    if (old)
+        take_bytes(old, &moved);
     struct agent_socket entry = {};
     entry.key.cgroup_id = cgroup_id;
     entry.cgroup_known = cgroup_known;
@@ -199,6 +241,7 @@ static __always_inline void start_socket(__u64 sk, __u8 direction, __u64 cgroup_
     // BPF_ANY: a reused socket address (connect() again after a failure) starts over.
     if (sockets.update(&sk, &entry) != 0)
         count_lost(AGENT_LOST_SOCKETS);
+    add_bytes_to_flow(&moved);
 }
 
 static __always_inline void take_addresses(struct agent_socket *entry, struct set_state_args *args)
@@ -279,35 +322,53 @@ int ns_agent_state(struct set_state_args *args)
 int ns_agent_destroy(struct destroy_args *args)
 {
     __u64 sk = args->skaddr;
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (!entry)
+        return 0;
+    // No sendmsg/recvmsg can add to the entry now: the socket is being freed.
+    struct moving_bytes moved;
+    take_bytes(entry, &moved);
     sockets.delete(&sk);
+    add_bytes_to_flow(&moved);
     return 0;
 }
 
 // --- sock:sock_send_length / sock_recv_length ---------------------------------------------
 
-static __always_inline struct agent_flow_counters *counters_for_process(__u64 sk)
+// Runs in process context (the sendmsg/recvmsg caller), so the current cgroup is the user's.
+static __always_inline void count_payload(__u64 sk, __u64 bytes, int sent)
 {
     struct agent_socket *entry = sockets.lookup(&sk);
     if (entry) {
-        if (!entry->cgroup_known) {  // process context: the first user of an accepted socket
+        if (!entry->cgroup_known) {  // the first user of an accepted socket
             entry->key.cgroup_id = bpf_get_current_cgroup_id();
             entry->cgroup_known = 1;
         }
-        return flow_counters(&entry->key);
+        // Atomic: the tracepoint fires after sendmsg/recvmsg released the socket lock, so
+        // two threads sending on one socket can add at once.
+        if (sent)
+            __sync_fetch_and_add(&entry->sent_bytes, bytes);
+        else
+            __sync_fetch_and_add(&entry->received_bytes, bytes);
+        return;
     }
     // Opened before we attached: no addresses, only who uses it (UNKNOWN downstream).
     struct agent_flow_key key = {};
     key.cgroup_id = bpf_get_current_cgroup_id();
-    return flow_counters(&key);
+    struct agent_flow_counters *counters = flow_counters(&key);
+    if (!counters)
+        return;
+    if (sent)
+        counters->sent_bytes += bytes;
+    else
+        counters->received_bytes += bytes;
 }
 
 int ns_agent_send(struct length_args *args)
 {
     if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0)
         return 0;
-    struct agent_flow_counters *counters = counters_for_process(args->sk);
-    if (counters)
-        counters->sent_bytes += args->ret;
+    count_payload(args->sk, args->ret, 1);
     return 0;
 }
 
@@ -316,9 +377,7 @@ int ns_agent_recv(struct length_args *args)
     // A peek leaves the bytes queued; the read that takes them counts them.
     if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0 || (args->flags & MSG_PEEK_FLAG))
         return 0;
-    struct agent_flow_counters *counters = counters_for_process(args->sk);
-    if (counters)
-        counters->received_bytes += args->ret;
+    count_payload(args->sk, args->ret, 0);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 // The map layouts the agent's probes (probes.bpf.c) share with user space (probes.py).
 //
-// Keys and values of four maps: `sockets` (one entry per TCP socket seen opening),
+// Keys and values of four maps: `sockets` (one entry per TCP socket seen opening, with its
+// bytes not yet moved to its flow),
 // `flows` (counters per flow key), `connect_hist` and `srtt_hist` (log2 histograms per flow
 // key). Only __u8/__u16/__u64 with the padding written out, largest fields first, so bcc
 // and gcc lay them out alike (tests/test_agent_probes.py compares with a ctypes mirror).
@@ -39,6 +40,10 @@ struct agent_socket {
     struct agent_flow_key key;  // where this socket's bytes, retransmits and RTTs are counted
     __u64 connect_start_ns;     // bpf_ktime_get_ns() at SYN_SENT; 0 if not seen (passive)
     __u64 opened_cgroup_id;     // key.cgroup_id when the open was counted: CLOSE counts there
+    // Payload bytes not yet in `flows`: added here on the hot path (one lookup), moved into
+    // the flow's counters when the socket is destroyed; user space adds the live ones.
+    __u64 sent_bytes;
+    __u64 received_bytes;
     __u8 direction;             // AGENT_ACTIVE / AGENT_PASSIVE
     __u8 opened;                // 1 from ESTABLISHED until CLOSE
     __u8 cgroup_known;          // 1 once a process-context event set key.cgroup_id

@@ -11,6 +11,13 @@ What the kernel side counts (probes.bpf.c says why each hook):
   SYN_SENT time) and the smoothed RTT on every received segment (tcp:tcp_probe's `srtt`,
   which the kernel fills with `tp->srtt_us >> 3`: microseconds).
 
+Where bytes are, when: a socket the probes saw open keeps its bytes in its `sockets` entry
+(the cheap hot path) until tcp:tcp_destroy_sock moves them into its flow. `snapshot()` reads
+`flows` first, then `sockets`, and adds each live socket's bytes to its flow. A socket
+destroyed between the two reads is in neither, so a snapshot can be short by its bytes until
+the next one; `snapshot()` therefore never reports a byte counter below what it reported
+before (a Prometheus counter that goes down reads as a restart).
+
 Whose key, when:
 - an outbound socket's cgroup is the `connect()` caller's (SYN_SENT runs in process context);
 - an inbound socket opens in softirq, where the current cgroup is whoever was interrupted, so
@@ -80,6 +87,8 @@ class SocketRecord(ctypes.Structure):
         ("key", FlowKeyRecord),
         ("connect_start_ns", ctypes.c_uint64),
         ("opened_cgroup_id", ctypes.c_uint64),
+        ("sent_bytes", ctypes.c_uint64),
+        ("received_bytes", ctypes.c_uint64),
         ("direction", ctypes.c_uint8),
         ("opened", ctypes.c_uint8),
         ("cgroup_known", ctypes.c_uint8),
@@ -130,6 +139,22 @@ def sum_histogram(per_cpu) -> Log2Histogram:
     as its words (HISTOGRAM_SLOTS slots, then sum_us)."""
     totals = tuple(map(sum, zip(*per_cpu)))
     return Log2Histogram(totals[:HISTOGRAM_SLOTS], totals[HISTOGRAM_SLOTS])
+
+
+def keep_bytes_monotonic(flows: dict[FlowKey, FlowCounters],
+                         reported: dict[FlowKey, tuple[int, int]]) -> None:
+    """Raise each flow's byte counts to at least what `reported` says was reported before,
+    then remember the new ones (the read race in the module docstring). A flow whose only
+    bytes were a socket that was destroyed between the reads is put back, so its series
+    does not vanish for a scrape."""
+    for key, (sent, received) in reported.items():
+        if key not in flows:
+            flows[key] = FlowCounters(sent_bytes=sent, received_bytes=received)
+    for key, counters in flows.items():
+        sent, received = reported.get(key, (0, 0))
+        counters.sent_bytes = max(counters.sent_bytes, sent)
+        counters.received_bytes = max(counters.received_bytes, received)
+        reported[key] = (counters.sent_bytes, counters.received_bytes)
 
 
 def merge(into: dict, key: FlowKey, value, add) -> None:
@@ -225,6 +250,8 @@ class AgentProbes:
 
         self.max_flows, self.max_sockets = max_flows, max_sockets
         self.probes_attached = 0
+        self._reported_bytes: dict[FlowKey, tuple[int, int]] = {}
+        self._socket_keys: dict[bytes, FlowKey] = {}  # raw key -> FlowKey (inet_ntop is slow)
         self.program = BpfProgram(SOURCE, name="agent probes", run_as=run_as,
                                   cflags=[f"-DAGENT_MAX_FLOWS={max_flows}",
                                           f"-DAGENT_MAX_SOCKETS={max_sockets}"])
@@ -260,14 +287,32 @@ class AgentProbes:
         return {int(key.value): SocketRecord.from_buffer_copy(values[0])
                 for key, values in self._readers["sockets"].items()}
 
+    def _add_live_socket_bytes(self, flows: dict[FlowKey, FlowCounters]) -> None:
+        """Add the bytes still held in `sockets` entries to their flows (read after `flows`;
+        see the module docstring for the race)."""
+        key_words = ctypes.sizeof(FlowKeyRecord) // 8
+        sent_at, received_at = SocketRecord.sent_bytes.offset // 8, SocketRecord.received_bytes.offset // 8
+        for _, (words,) in self._readers["sockets"].items():
+            sent, received = words[sent_at], words[received_at]
+            if not sent and not received:
+                continue
+            raw = words[:key_words].tobytes()
+            key = self._socket_keys.get(raw)
+            if key is None:
+                if len(self._socket_keys) >= self.max_sockets:  # bounded like the map
+                    self._socket_keys.clear()
+                key = self._socket_keys[raw] = flow_key(FlowKeyRecord.from_buffer_copy(raw))
+            merge(flows, key, FlowCounters(sent_bytes=sent, received_bytes=received), operator.add)
+
     def snapshot(self) -> Snapshot:
         snap = Snapshot(probes_attached=self.probes_attached)
         for key, per_cpu in self._readers["flows"].items():
             merge(snap.flows, flow_key(key), sum_counters(per_cpu), operator.add)
+        self._add_live_socket_bytes(snap.flows)
+        keep_bytes_monotonic(snap.flows, self._reported_bytes)
         for name, target in (("connect_hist", snap.connect_duration), ("srtt_hist", snap.srtt)):
             for key, per_cpu in self._readers[name].items():
                 merge(target, flow_key(key), sum_histogram(per_cpu), buckets.merge)
-        self._readers["sockets"].read_raw()
         snap.map_entries = {name: reader.entries for name, reader in self._readers.items()}
         snap.events_lost = sum(self.lost_by_map().values())
         return snap
