@@ -1,0 +1,190 @@
+"""What the agent's per-message hooks cost: nanoseconds per request-reply, probes on vs off.
+
+    sudo .venv/bin/python bench/hooks.py [--round-trips 30000] [--rounds 15] [--json]
+
+bench/agent.py answers the question that matters (echo requests/s with the agent vs
+without), but on a shared VM its rounds scatter by more than the few percent it must tell
+apart. This one takes the scheduler, the server and the load generator out: one thread
+(bench/pingpong.c) writes a 64-byte request and reads it on the other end of a loopback
+TCP connection, then the reply back, so every nanosecond is the kernel's. Three of the
+agent's six tracepoints run on every such round trip, twice each (sock_send_length,
+sock_recv_length, tcp_probe); the other three only at connect and close.
+
+Sides, one batch each per round, in rotating order, probes attached just for their batch:
+  no-probes      nothing attached
+  tracepoints    those three tracepoints, programs that return at once
+  raw            the same three as raw tracepoints (no event record), programs that return at once
+  agent          the agent's own three programs (netsprint.agent.probes, loaded once)
+The figure per side is its fastest batch, as `timeit` reports its best: interference on a
+shared machine only ever slows a batch down. The ratio: no-probes ÷ agent ns per round trip
+(the round trips/s the agent leaves, as in bench/agent.py). A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+import harness
+from harness import new_table
+from peers import BENCH, LOADGEN_CPU, BenchError, Peer, compile_c
+
+HOT = {  # tracepoint -> the bench's empty program suffix
+    "sock:sock_send_length": "send",
+    "sock:sock_recv_length": "recv",
+    "tcp:tcp_probe": "probe",
+}
+SIDES = ("no-probes", "tracepoints", "raw", "agent")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--round-trips", type=int, default=30_000, help="round trips per batch")
+    p.add_argument("--rounds", type=int, default=15, help="batches per side")
+    p.add_argument("--json", action="store_true")
+    return p.parse_args(argv)
+
+
+class Hooks:
+    """Owns the empty programs and the agent's probes; attaches one side's three hooks at a
+    time. The agent's probes are loaded before the ping-pong connects, so its sockets are
+    ones the agent saw open (the common case), then its three hot tracepoints are detached
+    until the agent's batches."""
+
+    def __init__(self) -> None:
+        from bcc import BPF
+
+        from netsprint.agent.probes import TRACEPOINTS, AgentProbes
+
+        self.empty = BPF(src_file=str(BENCH / "hooks.bpf.c"))
+        self.agent = AgentProbes()
+        self.agent_bpf = self.agent.program.bpf  # the loaded bcc object: attach/detach by name
+        self.agent_functions = {tp: TRACEPOINTS[tp] for tp in HOT}
+        for tracepoint in HOT:
+            self.agent_bpf.detach_tracepoint(tracepoint.encode())
+
+    def _each(self, side: str, attach: bool) -> None:
+        for tracepoint, suffix in HOT.items():
+            if side == "tracepoints":
+                bpf, fn, raw = self.empty, f"ns_hook_tp_{suffix}", False
+            elif side == "raw":
+                bpf, fn, raw = self.empty, f"ns_hook_raw_{suffix}", True
+            elif side == "agent":
+                bpf, fn, raw = self.agent_bpf, self.agent_functions[tracepoint], False
+            else:
+                return
+            name = tracepoint.partition(":")[2] if raw else tracepoint
+            if attach and raw:
+                bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=fn.encode())
+            elif attach:
+                bpf.attach_tracepoint(tp=name.encode(), fn_name=fn.encode())
+            elif raw:
+                bpf.detach_raw_tracepoint(name.encode())
+            else:
+                bpf.detach_tracepoint(name.encode())
+
+    def attach(self, side: str) -> None:
+        self._each(side, True)
+
+    def detach(self, side: str) -> None:
+        self._each(side, False)
+
+    def close(self) -> None:
+        self.empty.cleanup()
+        self.agent.close()  # bcc's cleanup detaches whatever is attached at the time
+
+
+class PingPong:
+    """Owns one bench/pingpong process, pinned to the load generator's CPU."""
+
+    def __init__(self, binary: Path, round_trips: int, batches: int) -> None:
+        self.proc = subprocess.Popen(["taskset", "-c", str(LOADGEN_CPU), str(binary),
+                                      str(round_trips), str(batches)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise BenchError(f"pingpong did not start (exit status {self.proc.wait()})")
+
+    def batch(self) -> float:
+        """One batch; nanoseconds per round trip."""
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise BenchError(f"pingpong exited ({self.proc.wait()})")
+        return float(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run(args: argparse.Namespace, console: Console) -> dict:
+    if os.geteuid() != 0:
+        raise BenchError("attaching probes needs root (sudo .venv/bin/python bench/hooks.py)")
+    harness.require_two_cpus()
+    binary = compile_c("pingpong")
+    machine = harness.machine_info()
+    hooks = Hooks()
+    pingpong = None
+    try:
+        pingpong = PingPong(binary, args.round_trips, args.rounds * len(SIDES))
+
+        def measure(side: Peer) -> dict:
+            hooks.attach(side.name)
+            try:
+                return {"ns_per_round_trip": pingpong.batch()}
+            finally:
+                hooks.detach(side.name)
+
+        with harness.progress_bar(console) as progress:
+            runs = harness.run_rounds([Peer(name, ()) for name in SIDES], args.rounds,
+                                      measure, progress)
+    finally:
+        if pingpong:
+            pingpong.stop()
+        hooks.close()
+    return summarize(harness.report_head("bench/hooks.py", machine, args,
+                                         ("round_trips", "rounds")), runs)
+
+
+def summarize(head: dict, runs: dict[str, list[dict]]) -> dict:
+    best = {name: min(r["ns_per_round_trip"] for r in rs) for name, rs in runs.items()}
+    summary = {name: {"best_ns": best[name],
+                      "median_ns": statistics.median(r["ns_per_round_trip"] for r in rs),
+                      "extra_ns": best[name] - best["no-probes"],
+                      "rate_ratio": best["no-probes"] / best[name]}
+               for name, rs in runs.items()}
+    return {**head, "summary": summary, "runs": runs}
+
+
+def print_report(console: Console, report: dict) -> None:
+    m, prm = report["machine"], report["params"]
+    console.print(f"[bold]agent hook cost[/] {report['date']}  ·  kernel {m['kernel']}  ·  "
+                  f"{m['cpu']} ({m['cores']} cores)  ·  {prm['round_trips']:,} round trips "
+                  f"of 64 B per batch, {prm['rounds']} batches per side, best shown")
+    table = new_table(None, "side", "ns/round trip", "median", "extra ns", "rate vs none")
+    for name, s in report["summary"].items():
+        table.add_row(name, f"{s['best_ns']:,.0f}", f"{s['median_ns']:,.0f}",
+                      f"{s['extra_ns']:+,.0f}", f"{s['rate_ratio']:.3f}")
+    console.print(table)
+    harness.warn_if_busy(console, m)
+    agent, floor = report["summary"]["agent"], report["summary"]["tracepoints"]
+    console.print(f"agent / no-probes round trips/s = {agent['rate_ratio']:.3f}; attaching "
+                  f"empty tracepoints alone gives {floor['rate_ratio']:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return harness.run_bench("hook benchmark", args, lambda console: run(args, console),
+                             print_report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
