@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -86,3 +87,11 @@ def our_programs() -> dict[int, str]:
                          timeout=30).stdout
     return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")
             if p.get("name", "").startswith(OUR_PREFIX)}
+
+
+def run_unprivileged(code: str) -> subprocess.CompletedProcess:
+    """Run Python `code` as `nobody` with every capability gone (what a learner without sudo
+    has), from / so no project file is in the way; its output as text."""
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, cwd="/")

@@ -4,11 +4,9 @@ it, or the process may not load BPF at all; and that everything detaches."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from bpfutil import our_programs
+from bpfutil import our_programs, run_unprivileged
 
 from netsprint.ebpf.loader import BpfLoadError, BpfProgram, captured_stderr, has_bpf_privileges
 
@@ -114,9 +112,7 @@ def test_without_privileges_the_error_says_to_run_as_root(needs_bcc):
     code = ("from netsprint.ebpf.loader import BpfProgram, BpfLoadError\n"
             "try:\n    BpfProgram(text='int ns_x(void *c) { return 0; }')\n"
             "except BpfLoadError as e:\n    print(e)\n")
-    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                           "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", code],
-                          capture_output=True, text=True, timeout=60, cwd="/")
+    proc = run_unprivileged(code)
     assert "lacks them" in proc.stdout and "sudo" in proc.stdout, proc.stdout + proc.stderr
 
 

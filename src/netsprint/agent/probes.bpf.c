@@ -14,10 +14,11 @@
 // Why bytes wait in the socket's entry: sock_send_length and sock_recv_length run on every
 // message, 4 runs per request-reply (docs/performance.md, "Agent overhead"). Adding to the
 // entry the socket lookup finds costs one lookup with an 8-byte key; going on to the flow
-// cost a second one with a 40-byte key. The entry's bytes move to the flow at destroy, and a
-// read adds the bytes of the live sockets (probes.py), so nothing is lost while a socket
-// lives. (tcp_probe is not sampled: measured, a random 1-in-8 sample saved nothing that
-// could be told from noise; the tracepoint's own cost dominates, not the program's.)
+// cost a second one with a 48-byte key (struct agent_flow_key). The entry's bytes move to
+// the flow at destroy, and a read adds the bytes of the live sockets (probes.py), so nothing
+// is lost while a socket lives. (tcp_probe is not sampled: measured, a random 1-in-8 sample
+// saved nothing that could be told from noise; the tracepoint's own cost dominates, not the
+// program's.)
 //
 // Why per-CPU maps for `flows` and the histograms: many sockets of one pod talking to one
 // peer share one flow key, and sendmsg()/softirqs on several CPUs would update the same
@@ -32,6 +33,7 @@
 // per-CPU maps (docs/ebpf.md, maps).
 #include "probes.h"
 #include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
+#include "sock_events.h"          // struct length_args, struct destroy_args, MSG_PEEK_FLAG
 
 #ifndef AGENT_MAX_FLOWS
 #define AGENT_MAX_FLOWS 10240
@@ -39,18 +41,6 @@
 #ifndef AGENT_MAX_SOCKETS
 #define AGENT_MAX_SOCKETS 65536
 #endif
-
-#define MSG_PEEK_FLAG 2  // linux/socket.h MSG_PEEK
-
-// /sys/kernel/tracing/events/sock/sock_send_length/format (sock_recv_length is the same)
-struct length_args {
-    __u64 common;
-    __u64 sk;
-    __u16 family;
-    __u16 protocol;
-    int ret;                // bytes moved, or -errno
-    int flags;              // recv flags (MSG_PEEK ...)
-};
 
 // /sys/kernel/tracing/events/tcp/tcp_retransmit_skb/format
 struct retransmit_args {
@@ -88,12 +78,6 @@ struct probe_args {
     __u32 rcv_wnd;
     __u64 sock_cookie;
     __u64 skbaddr;
-    __u64 skaddr;
-};
-
-// /sys/kernel/tracing/events/tcp/tcp_destroy_sock/format (only the field we need)
-struct destroy_args {
-    __u64 common;
     __u64 skaddr;
 };
 
@@ -290,7 +274,8 @@ static __always_inline void on_close(__u64 sk, struct set_state_args *args)
             counters->closed += 1;
     } else if (args->oldstate == TCP_SYN_SENT) {
         // Refused, unreachable or timed out (in softirq: the cgroup is the one connect()
-        // ran in, recorded at SYN_SENT). The addresses are already set at SYN_SENT.
+        // ran in, recorded at SYN_SENT). The entry has no addresses yet (they are taken at
+        // ESTABLISHED); the tracepoint carries the ones connect() set.
         take_addresses(entry, args);
         struct agent_flow_counters *counters = flow_counters(&entry->key);
         if (counters)

@@ -16,7 +16,10 @@ Where bytes are, when: a socket the probes saw open keeps its bytes in its `sock
 `flows` first, then `sockets`, and adds each live socket's bytes to its flow. A socket
 destroyed between the two reads is in neither, so a snapshot can be short by its bytes until
 the next one; `snapshot()` therefore never reports a byte counter below what it reported
-before (a Prometheus counter that goes down reads as a restart).
+before (a Prometheus counter that goes down reads as a restart). Once `flows` is full (it
+never frees an entry), a live socket whose key has no flow is left out: its bytes will be
+refused at destroy (counted in `lost`), and a key reported once is reported for good, so
+showing them while the socket lives would grow the snapshot with every new peer.
 
 Whose key, when:
 - an outbound socket's cgroup is the `connect()` caller's (SYN_SENT runs in process context);
@@ -289,7 +292,8 @@ class AgentProbes:
 
     def _add_live_socket_bytes(self, flows: dict[FlowKey, FlowCounters]) -> None:
         """Add the bytes still held in `sockets` entries to their flows (read after `flows`;
-        see the module docstring for the race)."""
+        see the module docstring for the race and for a full `flows`)."""
+        flows_full = self._readers["flows"].entries >= self.max_flows
         key_words = ctypes.sizeof(FlowKeyRecord) // 8
         sent_at, received_at = SocketRecord.sent_bytes.offset // 8, SocketRecord.received_bytes.offset // 8
         for _, (words,) in self._readers["sockets"].items():
@@ -302,6 +306,8 @@ class AgentProbes:
                 if len(self._socket_keys) >= self.max_sockets:  # bounded like the map
                     self._socket_keys.clear()
                 key = self._socket_keys[raw] = flow_key(FlowKeyRecord.from_buffer_copy(raw))
+            if flows_full and key not in flows:
+                continue  # lost at destroy: see the module docstring
             merge(flows, key, FlowCounters(sent_bytes=sent, received_bytes=received), operator.add)
 
     def snapshot(self) -> Snapshot:

@@ -16,24 +16,7 @@
 // them. No struct sock / tcp_sock field is read: the build headers do not match the kernel.
 #include "tcpbytes.h"
 #include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
-
-#define MSG_PEEK_FLAG   2     // linux/socket.h MSG_PEEK
-
-// /sys/kernel/tracing/events/sock/sock_send_length/format (sock_recv_length is the same)
-struct length_args {
-    __u64 common;           // common_type, flags, preempt_count, pid
-    __u64 sk;
-    __u16 family;
-    __u16 protocol;
-    int ret;                // bytes moved, or -errno
-    int flags;              // recv flags (MSG_PEEK ...); 0 for send
-};
-
-// /sys/kernel/tracing/events/tcp/tcp_destroy_sock/format (only the field we need)
-struct destroy_args {
-    __u64 common;
-    __u64 skaddr;
-};
+#include "sock_events.h"          // struct length_args, struct destroy_args, MSG_PEEK_FLAG
 
 // Open connections, by socket address. Entries are deleted when the socket is destroyed,
 // so the size bounds concurrent connections, not connections over time.
