@@ -70,14 +70,19 @@ def test_lab_pods_ignores_pods_still_being_built():
 @pytest.mark.unit
 def test_lab_pods_rereads_a_replaced_map_and_forgets_a_removed_one(tmp_path):
     path = tmp_path / "pods-n.json"
-    pods = LabPods(path)
+    clock = FakeClock()
+    pods = LabPods(path, recheck_interval=1.0, clock=clock)
     assert pods.peer_pod("198.51.100.10") is None  # no file yet: no pods, no error
     write_map(path, [map_entry(WEB_0, "198.51.100.10", 501)])
+    assert pods.peer_pod("198.51.100.10") is None  # not looked at again within the interval
+    clock.advance(1.0)
     assert pods.peer_pod("198.51.100.10") == WEB_0
     # Replaced at once (same coarse mtime is likely): the new inode still shows the change.
     write_map(path, [map_entry(DB_0, "198.51.100.10", 502)])
+    clock.advance(1.0)
     assert pods.peer_pod("198.51.100.10") == DB_0
     path.unlink()
+    clock.advance(1.0)
     assert pods.peer_pod("198.51.100.10") is None
 
 
@@ -85,11 +90,13 @@ def test_lab_pods_rereads_a_replaced_map_and_forgets_a_removed_one(tmp_path):
 def test_lab_pods_keeps_the_last_good_map_when_the_file_is_broken(tmp_path, caplog):
     path = tmp_path / "pods-n.json"
     write_map(path, [map_entry(WEB_0, "198.51.100.10", 501)])
-    pods = LabPods(path)
+    clock = FakeClock()
+    pods = LabPods(path, clock=clock)
     assert pods.local_pod(501, "") == WEB_0
     tmp = path.with_suffix(".tmp")
     tmp.write_text("{not json")
     tmp.replace(path)
+    clock.advance(pods.recheck_interval)
     with caplog.at_level(logging.WARNING, logger="netsprint.agent.pods"):
         assert pods.local_pod(501, "") == WEB_0
     assert "unreadable" in caplog.text
@@ -188,13 +195,13 @@ def test_workload_of_names_the_owner(owners, labels, expected):
 
 def api_pod(name: str, namespace: str, ip: str | None, owners: list[dict] | None = None,
             labels: dict | None = None, host_network: bool = False,
-            uid: str | None = None) -> dict:
+            uid: str | None = None, node: str = "node-a") -> dict:
     status = {"phase": "Running"}
     if ip:
         status |= {"podIP": ip, "podIPs": [{"ip": ip}]}
     return {"metadata": {"name": name, "namespace": namespace, "uid": uid or str(uuid.uuid4()),
                          "labels": labels or {}, "ownerReferences": owners or []},
-            "spec": {"nodeName": "node-a", "hostNetwork": host_network,
+            "spec": {"nodeName": node, "hostNetwork": host_network,
                      "containers": [{"name": "main", "image": "busybox"}]},
             "status": status}
 
@@ -222,7 +229,8 @@ class FakeApiServer:
                                 {"kind": "Status", "status": "Failure"})
                     return
                 self._reply(200, {"kind": "PodList", "apiVersion": "v1",
-                                  "metadata": {"resourceVersion": "1"}, "items": fake.pods})
+                                  "metadata": {"resourceVersion": "1"},
+                                  "items": fake.selected(parse_qs(url.query))})
 
             def _reply(self, code: int, body: dict) -> None:
                 data = json.dumps(body).encode()
@@ -237,6 +245,12 @@ class FakeApiServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def selected(self, query: dict[str, list[str]]) -> list[dict]:
+        """The pods a real API server returns: a `spec.nodeName=` field selector filters."""
+        (selector,) = query.get("fieldSelector", ["spec.nodeName="])
+        node = selector.removeprefix("spec.nodeName=")
+        return [pod for pod in self.pods if not node or pod["spec"]["nodeName"] == node]
 
     @property
     def url(self) -> str:
@@ -270,7 +284,7 @@ def core_api(api_server):
 
 
 @pytest.mark.net
-def test_kubernetes_pods_lists_this_nodes_pods_with_the_official_client(api_server, core_api):
+def test_kubernetes_pods_lists_the_clusters_pods_with_the_official_client(api_server, core_api):
     web_uid = str(uuid.uuid4())
     api_server.pods = [
         api_pod("web-7c9f8b6d5-x2k4q", "default", "198.51.100.10",
@@ -280,14 +294,17 @@ def test_kubernetes_pods_lists_this_nodes_pods_with_the_official_client(api_serv
                   "uid": str(uuid.uuid4()), "controller": True}]),
         api_pod("kube-proxy-abcde", "kube-system", "192.0.2.10", host_network=True),
         api_pod("pending-0", "default", None),
+        api_pod("cache-0", "shop", "198.51.100.40", node="node-b"),
     ]
-    pods = KubernetesPods("node-a", client=core_api, clock=FakeClock())
+    pods = KubernetesPods(client=core_api, clock=FakeClock())
     web = PodRef("default", "web-7c9f8b6d5-x2k4q", "web")
     assert pods.peer_pod("198.51.100.10") == web
     assert pods.local_pod(12345, "198.51.100.11") == PodRef("shop", "db-0", "db")
     assert pods.peer_pod("192.0.2.10") is None  # hostNetwork: the node's address, no pod's
     assert pods.pod_by_uid(web_uid) == web
-    assert api_server.queries[0]["fieldSelector"] == ["spec.nodeName=node-a"]
+    # a peer on another node is a pod too, not `external`
+    assert pods.peer_pod("198.51.100.40") == PodRef("shop", "cache-0", "cache-0")
+    assert "fieldSelector" not in api_server.queries[0]
     assert len(api_server.queries) == 1  # one list served all the lookups
 
 
@@ -296,7 +313,7 @@ def test_kubernetes_pods_relists_after_the_interval_and_survives_a_failing_api(
         api_server, core_api, caplog):
     api_server.pods = [api_pod("web-0", "default", "198.51.100.10")]
     clock = FakeClock()
-    pods = KubernetesPods("node-a", client=core_api, refresh_interval=30.0, clock=clock)
+    pods = KubernetesPods(client=core_api, refresh_interval=30.0, clock=clock)
     assert pods.peer_pod("198.51.100.10").name == "web-0"
     api_server.pods = [api_pod("web-1", "default", "198.51.100.10")]
     clock.advance(29.0)
@@ -307,7 +324,7 @@ def test_kubernetes_pods_relists_after_the_interval_and_survives_a_failing_api(
     clock.advance(30.0)
     with caplog.at_level(logging.WARNING, logger="netsprint.agent.pods"):
         assert pods.peer_pod("198.51.100.10").name == "web-1"  # the last good list
-    assert "listing pods on node node-a failed" in caplog.text
+    assert "listing pods failed" in caplog.text
     assert len(api_server.queries) == 3
 
 
@@ -315,7 +332,7 @@ def test_kubernetes_pods_relists_after_the_interval_and_survives_a_failing_api(
 def test_kubernetes_resolver_finds_a_local_pod_by_its_cgroup(api_server, core_api, tmp_path):
     dirs = make_kubelet_tree(tmp_path)
     api_server.pods = [api_pod("web-0", "default", "198.51.100.10", uid=UID_A)]
-    resolver = kubernetes_resolver("node-a", client=core_api, cgroup_root=tmp_path)
+    resolver = kubernetes_resolver(client=core_api, cgroup_root=tmp_path)
     container_id = os.stat(dirs["a_container"]).st_ino
     # By the cgroup even with an address that is no pod's (e.g. a hostPort'd socket).
     web = PodRef("default", "web-0", "web-0")  # no owner: the pod is its own workload
@@ -336,16 +353,7 @@ def test_outside_a_cluster_the_in_cluster_client_is_refused(monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
     with pytest.raises(CapabilityError, match="not running inside a Kubernetes pod"):
-        KubernetesPods("node-a")
-
-
-@pytest.mark.unit
-def test_node_name_comes_from_the_downward_api_variable(monkeypatch):
-    monkeypatch.delenv("NODE_NAME", raising=False)
-    with pytest.raises(CapabilityError, match="node's name"):
-        KubernetesPods(client=object())
-    monkeypatch.setenv("NODE_NAME", "node-b")
-    assert KubernetesPods(client=object()).field_selector == "spec.nodeName=node-b"
+        KubernetesPods()
 
 
 # --- chains ---------------------------------------------------------------------------------------

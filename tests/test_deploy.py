@@ -131,13 +131,11 @@ def test_probes_annotations_and_listen_port_agree():
 
 
 @pytest.mark.unit
-def test_resources_node_name_tolerations_and_updates():
+def test_resources_tolerations_and_updates():
     ds = manifest("DaemonSet")
     container = agent_container()
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
-    (node_name,) = [e for e in container["env"] if e["name"] == "NODE_NAME"]
-    assert node_name["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     keys = {t["key"] for t in ds["spec"]["template"]["spec"]["tolerations"]}
     assert "node-role.kubernetes.io/control-plane" in keys
     assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
@@ -148,7 +146,7 @@ def test_resources_node_name_tolerations_and_updates():
 @pytest.mark.unit
 def test_the_cluster_role_only_reads_pods():
     (rule,) = manifest("ClusterRole")["rules"]
-    assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}
     binding = manifest("ClusterRoleBinding")
     assert binding["roleRef"]["name"] == manifest("ClusterRole")["metadata"]["name"]
     (subject,) = binding["subjects"]

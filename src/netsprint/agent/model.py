@@ -131,3 +131,10 @@ class PodResolver(Protocol):
 
     def peer_pod(self, ip: str) -> PodRef | None:
         """The pod that holds `ip`, or None for an address outside every known pod."""
+
+
+def close_if_closable(owned: object) -> None:
+    """Close what has a close(): the Protocols above do not require one."""
+    close = getattr(owned, "close", None)
+    if callable(close):
+        close()

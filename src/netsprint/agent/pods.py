@@ -6,8 +6,8 @@ implements `model.PodResolver` from one source of that knowledge:
 - `LabPods`: the pod map `netsprint lab pods up` writes (cgroup id and address per pod);
 - `CgroupPods`: on a real node, the kubelet's cgroup tree (`kubepods.../pod<uid>/...`)
   turns a cgroup id into a pod UID; the UID becomes a pod through another resolver;
-- `KubernetesPods`: the API server, through the official `kubernetes` client: the pods
-  scheduled on this node, by address and by UID;
+- `KubernetesPods`: the API server, through the official `kubernetes` client: the
+  cluster's pods, by address and by UID;
 - `ChainResolver`: asks several in order (cgroup first, then addresses).
 
 `kubernetes_resolver()` is the chain the agent uses in a cluster.
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netsprint.agent.model import PodRef, PodResolver
+from netsprint.agent.model import PodRef, PodResolver, close_if_closable
 from netsprint.clock import Clock, MonotonicClock
 from netsprint.errors import CapabilityError
 
@@ -61,7 +61,9 @@ def index_pod_map(data: dict) -> PodIndex:
 
 
 class LabPods:
-    """Owns the last good read of one pod map file; re-reads it when the file changes.
+    """Owns the last good read of one pod map file; re-reads it when the file changes,
+    looking at most once per `recheck_interval` seconds (a scrape asks once or twice per
+    flow key: without the limit each answer cost a stat() of the file).
 
     "Changed" is a new (inode, mtime, size): the lab replaces the file atomically (a new
     inode each time), and file timestamps come from a coarse clock, so two writes a few
@@ -69,8 +71,12 @@ class LabPods:
     before the lab); a file that does not parse keeps the previous pods and logs why.
     """
 
-    def __init__(self, map_path: Path | str) -> None:
+    def __init__(self, map_path: Path | str, recheck_interval: float = 1.0,
+                 clock: Clock | None = None) -> None:
         self.map_path = Path(map_path)
+        self.recheck_interval = recheck_interval
+        self.clock = clock or MonotonicClock()
+        self._checked_at: float | None = None
         self._seen: tuple[int, int, int] | None = None
         self._index = PodIndex.empty()
 
@@ -89,6 +95,10 @@ class LabPods:
         return self._current().by_ip.get(ip)
 
     def _current(self) -> PodIndex:
+        now = self.clock.now()
+        if self._checked_at is not None and now - self._checked_at < self.recheck_interval:
+            return self._index
+        self._checked_at = now
         try:
             st = os.stat(self.map_path)
         except FileNotFoundError:
@@ -273,21 +283,17 @@ def in_cluster_client():
 
 
 class KubernetesPods:
-    """Owns the list of pods on one node, from the API server through the official client:
-    their addresses and UIDs, relisted every `refresh_interval` seconds when asked.
+    """Owns the list of the cluster's pods, from the API server through the official client:
+    their addresses and UIDs, relisted every `refresh_interval` seconds when asked. Every
+    node's pods, not this node's only: a peer is named by its address, and a pod talking
+    to a pod on another node must see that pod, not `external`.
 
     `client` is a `kubernetes.client.CoreV1Api` (default: the in-cluster one). A relist
     that fails keeps the previous pods and logs why; `refresh()` itself raises.
     """
 
-    def __init__(self, node_name: str | None = None, client=None,
-                 refresh_interval: float = 30.0, clock: Clock | None = None,
+    def __init__(self, client=None, refresh_interval: float = 30.0, clock: Clock | None = None,
                  request_timeout: float = 10.0) -> None:
-        self.node_name = node_name or os.environ.get("NODE_NAME", "")
-        if not self.node_name:
-            raise CapabilityError("KubernetesPods needs this node's name",
-                                  "set NODE_NAME from the Downward API (fieldRef "
-                                  "spec.nodeName), as deploy/daemonset.yaml does")
         self.client = client if client is not None else in_cluster_client()
         self.refresh_interval = refresh_interval
         self.request_timeout = request_timeout
@@ -296,15 +302,10 @@ class KubernetesPods:
         self._by_uid: dict[str, PodRef] = {}
         self._tried_at: float | None = None
 
-    @property
-    def field_selector(self) -> str:
-        return f"spec.nodeName={self.node_name}"
-
     def refresh(self) -> None:
-        """List this node's pods now (GET /api/v1/pods?fieldSelector=spec.nodeName=...)."""
+        """List the cluster's pods now (GET /api/v1/pods)."""
         self._tried_at = self.clock.now()
-        listing = self.client.list_pod_for_all_namespaces(
-            field_selector=self.field_selector, _request_timeout=self.request_timeout)
+        listing = self.client.list_pod_for_all_namespaces(_request_timeout=self.request_timeout)
         self._index, self._by_uid = index_pod_list(listing.items or [])
 
     def local_pod(self, cgroup_id: int, local_ip: str) -> PodRef | None:
@@ -331,8 +332,8 @@ class KubernetesPods:
             except Exception as exc:  # noqa: BLE001  (ApiException, urllib3, OSError...)
                 # Any failure of the relist keeps the last pods: the next try is one
                 # interval away, so a dead API server costs one request per interval.
-                log.warning("listing pods on node %s failed, keeping %d known pods: %s",
-                            self.node_name, len(self._by_uid), exc)
+                log.warning("listing pods failed, keeping %d known pods: %s",
+                            len(self._by_uid), exc)
         return self._index
 
 
@@ -361,16 +362,13 @@ class ChainResolver:
 
     def close(self) -> None:
         for resolver in self.resolvers:
-            close = getattr(resolver, "close", None)
-            if callable(close):
-                close()
+            close_if_closable(resolver)
 
 
-def kubernetes_resolver(node_name: str | None = None, client=None,
-                        cgroup_root: Path | str | None = None) -> ChainResolver:
+def kubernetes_resolver(client=None, cgroup_root: Path | str | None = None) -> ChainResolver:
     """The agent's resolver in a cluster: a local socket by its cgroup (exact, also for
     pods sharing an address), else by address; peers by address."""
-    api = KubernetesPods(node_name, client)
+    api = KubernetesPods(client)
     return ChainResolver(CgroupPods(api.pod_by_uid, cgroup_root), api)
 
 

@@ -21,7 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 from netsprint.agent.collectors import AgentCollector, SnapshotReader, TcpCollector
 from netsprint.agent.config import AgentConfig, PodsConfig, load_agent_config, parse_listen
 from netsprint.agent.labels import LabelPolicy
-from netsprint.agent.model import PodRef, PodResolver, SnapshotSource
+from netsprint.agent.model import PodRef, PodResolver, SnapshotSource, close_if_closable
 from netsprint.agent.server import MetricsServer
 from netsprint.errors import NetsprintError
 from netsprint.log import setup_logging
@@ -29,13 +29,6 @@ from netsprint.log import setup_logging
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def close_if_closable(owned: object) -> None:
-    """Close what has a close(): the Protocols in model.py do not require one."""
-    close = getattr(owned, "close", None)
-    if callable(close):
-        close()
 
 
 class AgentError(NetsprintError):
