@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,20 @@ def test_up_is_idempotent_and_adds_only_missing_pods(fresh_node):
 
 
 @pytest.mark.lab
+def test_up_rewires_pods_whose_node_namespace_is_gone(fresh_node):
+    first = fresh_node(pods=["web-0"]).up()
+    # Deleting the node namespace takes the veths, so the pods' eth0 with them, a moment
+    # later: the kernel frees a namespace from a workqueue.
+    subprocess.run(["ip", "netns", "delete", first.netns], check=True, timeout=20)
+    deadline = time.monotonic() + 10
+    while "eth0" in ip_lines(first.pod("web-0").netns, "link"):
+        assert time.monotonic() < deadline, "eth0 outlived its node namespace"
+        time.sleep(0.02)
+    again = PodNode(first.name, ["web-0"], map_path=first.map_path).up()
+    assert f"inet {again.address('web-0')}/24" in ip_lines(again.pod("web-0").netns, "addr")
+
+
+@pytest.mark.lab
 def test_removing_a_pod_releases_its_address_and_resources(fresh_node):
     built = fresh_node(pods=["web-0", "web-1"]).up()
     gone = built.pod("web-0")
@@ -368,6 +383,7 @@ def test_cli_up_list_exec_down(tmp_path, capsys):
     assert node_traces(name, map_path) == []
 
 
+@pytest.mark.lab
 def test_known_traffic_between_pods_and_a_clear_error_without_a_sink(node):
     from netsprint.lab import podtraffic
 

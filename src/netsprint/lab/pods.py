@@ -29,7 +29,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -40,8 +39,8 @@ from typing import TypeVar
 
 from netsprint.errors import CapabilityError
 from netsprint.lab import LabError
-from netsprint.lab.topology import (COMMAND_TIMEOUT, NETNS_DIR, call_in_netns, ip_batch,
-                                    netns_exists, remove_netns, run_checked, socket_in_netns)
+from netsprint.lab.topology import (COMMAND_TIMEOUT, NAME_PATTERN, NETNS_DIR, call_in_netns,
+                                    ip_batch, netns_exists, remove_netns, run_checked)
 
 T = TypeVar("T")
 
@@ -52,7 +51,6 @@ POD_IF = "eth0"                   # the pod's end of its veth, inside the pod's 
 MAP_DIR = Path("/run/netsprint")
 CGROUP_PARENT = "netsprint"       # <cgroup2>/netsprint/<node>/<namespace>_<pod>
 DEFAULT_PODS = ("web-0", "web-1", "db-0")
-NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 # Kubernetes object names in namespaces and pods are DNS-1123 labels (RFC 1123, 63 chars).
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ORDINAL_SUFFIX = re.compile(r"-\d+$")  # StatefulSet pods are <workload>-<ordinal>
@@ -120,10 +118,6 @@ class Ipam:
     @property
     def size(self) -> int:
         return len(self._pool)
-
-    @property
-    def allocated(self) -> dict[str, str]:
-        return dict(self._owners)
 
     def allocate(self, owner: str) -> str:
         for address in self._pool:
@@ -275,7 +269,7 @@ class PodNode:
                  map_path: Path | str | None = None,
                  cgroup_root: Path | str | None = None) -> None:
         self.name = name or random_node_name()
-        if not NODE_NAME.match(self.name):
+        if not NAME_PATTERN.match(self.name):
             raise ValueError(f"node name {self.name!r}: 1-12 lower-case letters/digits, "
                              "starting with a letter")
         self.specs = [p if isinstance(p, PodSpec) else PodSpec.parse(p) for p in pods]
@@ -343,8 +337,9 @@ class PodNode:
 
     def cgroup_id(self, pod: str) -> int:
         """The pod's cgroup id: the inode number of its cgroup v2 directory, which is what
-        `bpf_get_current_cgroup_id()` returns for a task inside it (kernfs node id)."""
-        return os.stat(self.pod(pod).cgroup_path).st_ino
+        `bpf_get_current_cgroup_id()` returns for a task inside it (kernfs node id), read
+        when the directory was made and written to the pod map."""
+        return self.pod(pod).cgroup_id
 
     # --- running things inside a pod ------------------------------------------------------
 
@@ -381,14 +376,10 @@ class PodNode:
         The thread does NOT join the pod's cgroup: a thread can move alone only into a
         cgroup in threaded mode, inside the threaded subtree that holds its process, and
         pod cgroups are domain cgroups (as a real pod's are). So the agent attributes
-        traffic from `call` (and `socket`) by the pod's address; `exec`/`popen` are the
+        traffic from `call` by the pod's address; `exec`/`popen` are the
         cgroup-exact path.
         """
         return call_in_netns(self.pod(pod).netns, function, *args)
-
-    def socket(self, pod: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
-        """An IPv4 socket living in the pod's namespace (see `call` about its cgroup)."""
-        return socket_in_netns(self.pod(pod).netns, socket.AF_INET, kind)
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -464,9 +455,11 @@ class PodNode:
 
     def _drop_broken_pods(self) -> None:
         """Pods the map lists but an earlier run did not finish (or that lost their
-        namespace or cgroup since) are removed, so `up` builds them afresh."""
+        namespace or cgroup since, or whose node namespace, holding their veths, is gone)
+        are removed, so `up` builds them afresh."""
+        node_there = netns_exists(self.netns)
         for pod in list(self._pods.values()):
-            intact = (pod.ready and netns_exists(pod.netns)
+            intact = (node_there and pod.ready and netns_exists(pod.netns)
                       and os.path.isdir(pod.cgroup_path))
             if not intact:
                 self._forget(pod)
@@ -567,7 +560,7 @@ class PodNode:
 
     def _all_known_pods(self) -> list[Pod]:
         """Pods from this object, plus any whose cgroup directory exists without an entry
-        (a crash between mkdir and the map write): the directory name gives its names."""
+        (the map file is gone or was another one): the directory name gives its names."""
         pods = dict(self._pods)
         if self.cgroup_dir.is_dir():
             for child in sorted(self.cgroup_dir.iterdir()):
@@ -600,7 +593,6 @@ class PodNode:
         parent = self.cgroup_dir.parent
         if parent.is_dir() and not any(p.is_dir() for p in parent.iterdir()):
             remove_cgroup(parent)  # the shared netsprint/ directory, when no node is left
-
 
 
 def remove_cgroup(cgroup_dir: Path) -> None:

@@ -9,7 +9,6 @@ runnable alone: `python -m netsprint.lab.pods_command pods up`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -87,7 +86,7 @@ def pod_table(node: PodNode) -> Table:
 def pods_list(args: argparse.Namespace) -> int:
     node = PodNode.load(args.node, args.map)
     if args.json:
-        print(json.dumps(node.describe(), indent=2))
+        print(node.map_path.read_text(), end="")  # as written, "building" status included
     else:
         Console().print(pod_table(node))
     return 0
@@ -117,7 +116,8 @@ def pods_exec(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m netsprint.lab.pods_command pods ...` (what `netsprint lab pods` runs)."""
+    """`python -m netsprint.lab.pods_command pods ...`: the commands of `netsprint lab pods`
+    without the rest of the CLI."""
     parser = argparse.ArgumentParser(prog="netsprint lab")
     add_arguments(parser.add_subparsers(dest="lab_command", required=True))
     args = parser.parse_args(argv)

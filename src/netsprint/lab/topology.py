@@ -550,7 +550,6 @@ class NatLab:
         run_checked(netns_argv(router, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
 
 
-
 def remove_netns(netns: str) -> None:
     """Stop the processes inside `netns` and delete it; nothing when it is gone. A process
     still inside would keep the namespace (and its veths) alive after `ip netns delete`;
