@@ -1,5 +1,6 @@
 """Checkpoint 3 (week 26) re-runs graded exercises of earlier weeks with their original tests:
-every copied cell must stay identical to its origin, the origins must exist, and the sample
+every copied cell must stay identical to its origin (and so must the definitions its setup
+copies from their weeks' setup cells), the origins must exist, and the sample
 must span all three phases of the plan. Also checks the release carries the same stripped
 cells. (That no release leaks a quiz key is tests/test_quizzes.py's check, for every week.)"""
 
@@ -115,3 +116,31 @@ def test_release_copies_equal_the_released_origins():
     assert drift(nb, REPO / "notebooks") == []
     for cell in released:
         assert "BEGIN HIDDEN TESTS" not in cell.source and "BEGIN SOLUTION" not in cell.source
+
+
+def setup_blocks(source: str) -> dict[str, list[str]]:
+    """The checkpoint setup's `# week NN` blocks: week -> the block's code lines (comments
+    left out)."""
+    blocks: dict[str, list[str]] = {}
+    week = None
+    for line in source.splitlines():
+        if found := re.fullmatch(r"# (week) (\d+)", line.strip()):
+            week = f"week{int(found.group(2)):02d}"
+            blocks[week] = []
+        elif week and line.strip() and not line.lstrip().startswith("#"):
+            blocks[week].append(line.rstrip())
+    return blocks
+
+
+def test_definitions_copied_into_the_setup_match_their_weeks():
+    # The setup re-defines what the copied tests take from their own weeks' setup cells
+    # (week 3's constants, week 25's Node): each line must still stand in that week.
+    nb = read_notebook(REPO / "solutions" / CHECKPOINT)
+    setup = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")
+    blocks = setup_blocks(setup.source)
+    assert set(blocks) >= {"week03", "week25"}, blocks.keys()
+    for week, lines in blocks.items():
+        theirs = {line.rstrip() for path in sorted((REPO / "solutions" / week).glob("*.ipynb"))
+                  for cell in read_notebook(path).cells for line in cell.source.splitlines()}
+        missing = [line for line in lines if line not in theirs]
+        assert not missing, f"lines of the setup's {week} block not found in {week}: {missing}"

@@ -400,6 +400,23 @@ def test_progress_without_a_calendar_runs_to_the_latest_graded_week(course):
     assert report.problems.weak == ("linked_list",)
 
 
+def test_a_failed_problem_does_not_hold_back_the_weeks_status(course):
+    """The week is judged on its lessons; problems.ipynb counts against the pace only."""
+    plan = load_plan()
+    data = grades_with("l1", failed=("l2",))
+    for name in plan.week(1).notebooks:
+        data["notebooks"][f"week01/{name}"] = {"week": "week01", "notebook": name, "score": 5,
+                                               "max_score": 5, "error": None, "cells": []}
+
+    def week1():  # on 12-08 week 1 has ended
+        report = build_report(plan, parse_grades(data), START, date(2026, 12, 8))
+        return next(w for w in report.weeks if w.week == 1)
+
+    assert (week1().status, week1().problems_solved) == ("done", 1)
+    data["notebooks"][f"week01/{plan.week(1).notebooks[0]}"]["score"] = 4
+    assert week1().status == "behind"
+
+
 def test_progress_json_reports_categories_and_mistakes(course, capsys):
     write_state(course, grades_with("l1"), failed_on({}, "h1", "week02", 0))
     assert progress_main(start="2026-11-23", as_json=True, chart=course / "c.png", root=course,

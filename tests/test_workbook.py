@@ -86,7 +86,7 @@ def test_release_rejects_a_week_that_is_not_one():
 
 # --- grading of the real weeks ------------------------------------------------------------
 
-# The module fixtures grade the whole course (about 5 minutes on 2 cores, docs/course.md):
+# The module fixtures grade the whole course (about 5 minutes on 2 cores):
 # longer than the suite's per-test bound, so the tests that set them up get their own.
 GRADES_THE_COURSE = pytest.mark.timeout(900)
 

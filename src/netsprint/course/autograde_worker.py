@@ -1,6 +1,7 @@
 """Autograde one notebook in a prepared temporary course (run as a child process).
 
-`python -m netsprint.course.autograde_worker COURSE WEEK NOTEBOOK [--cell-timeout S]`
+`python -m netsprint.course.autograde_worker COURSE WEEK NOTEBOOK [--cell-timeout S]
+[--gradebook DB]` (grading passes each notebook its own copy of the gradebook)
 
 The grader runs each notebook in its own process so that a notebook that hangs its kernel
 can be stopped from outside without losing the other notebooks' grades.

@@ -450,6 +450,8 @@ def render(results: list[NotebookResult], console: Console) -> None:
 
 def main(weeks: list[str], notebooks: Path | None = None, as_json: bool = False,
          root: Path | None = None, limits: Limits = Limits(), jobs: int | None = None) -> int:
+    if jobs is not None and jobs < 1:
+        raise CourseError(f"--jobs {jobs}: grade at least 1 notebook at a time")
     course = CourseRoot.find(root)
     selected = course.select_weeks(weeks)
     folder = (notebooks or course.notebooks).resolve()

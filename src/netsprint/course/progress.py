@@ -10,7 +10,8 @@ Rules
 - A notebook *passes* when it was graded without error and scored its maximum; a notebook
   with no graded cells passes once graded.
 - A week is `done` when every notebook the plan lists for it, and every other notebook
-  graded under that week, passes. Otherwise it is `behind` when the calendar says the week
+  graded under that week except its problem bank (`problems.ipynb`, which counts against
+  the pace instead), passes. Otherwise it is `behind` when the calendar says the week
   has ended, `in progress` when something in it has scored or passed, else `not started`.
 - Week N (1..26) spans start + 7(N-1) days .. start + 7N - 1; week 0 (orientation) is the
   7 days before the start. Without a start date there is no calendar: no week is `behind`.
@@ -410,7 +411,8 @@ def _week_progress(plan: Plan, week: Week, graded: list[NotebookGrade], start: d
             passed=g.passed if g else False, error=g.error if g else None,
             problems_solved=g.problems_solved if g else 0,
         ))
-    done = all(n.passed for n in notebooks)
+    # the problem bank counts against the pace (by category), not in the week's status
+    done = all(n.passed for n in notebooks if n.notebook != week.problems_notebook)
     started = any(n.score > 0 or n.passed for n in notebooks)
     ended = last_ended is not None and week.number <= last_ended
     status = DONE if done else BEHIND if ended else IN_PROGRESS if started else NOT_STARTED
@@ -656,12 +658,15 @@ def render_chart(report: Report, path: Path) -> Path:
 # --------------------------------------------------------------------------- the command
 
 
-def load_report(root: Path | None = None, today: date | None = None) -> Report:
-    """The report from the course's files (for a notebook: `render_chart(load_report(), p)`)."""
+def load_report(root: Path | None = None, today: date | None = None, *, bank=None,
+                history=None) -> Report:
+    """The report from the course's files (for a notebook: `render_chart(load_report(), p)`).
+    A caller that already read the bank or the practice history passes them in."""
     course = CourseRoot.find(root)
+    if history is None:
+        history = practice.read_history(practice.history_file(course))
     return build_report(load_plan(), read_grades(course.grades_file), stored_start(course),
-                        today or date.today(), load_bank(),
-                        practice.read_history(practice.history_file(course)))
+                        today or date.today(), bank if bank is not None else load_bank(), history)
 
 
 def show_progress(root: Path | None = None) -> Report:

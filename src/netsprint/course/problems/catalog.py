@@ -72,13 +72,6 @@ class Bank:
     def by_week(self, week: int) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.week == week)
 
-    def by_category(self, category: str) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.category == category)
-
-    def weeks(self) -> tuple[int, ...]:
-        """The weeks that have a catalog file with problems, in order."""
-        return tuple(sorted({p.week for p in self.problems}))
-
     def category_counts(self, week: int | None = None) -> dict[str, int]:
         """Problems per category, for one week or (None) the whole bank."""
         chosen = self.problems if week is None else self.by_week(week)

@@ -118,18 +118,24 @@ def run_practice(args: argparse.Namespace, today: date | None = None) -> int:
 
     today = today or date.today()
     course = CourseRoot.find(args.root)
-    history = practice.read_history(practice.history_file(course))
-    report = load_report(course.root, today)
-    weakness = {cid: c.ratio for cid, c in report.problems.by_category.items()
-                if c.ratio is not None}
+    bank, history = load_bank(), practice.read_history(practice.history_file(course))
+    report = load_report(course.root, today, bank=bank, history=history)
     limit = args.limit if args.limit and args.limit > 0 else None
-    redo = practice.todays_set(history, today, load_bank(), weakness, limit)
-    data = practice_summary(history, redo, today, report.problems.weak)
+    data = practice_document(report, history, bank, today, limit)
     if args.json:
         _print_json(data)
     else:
         print_practice(data)
     return 0
+
+
+def practice_document(report, history, bank, today: date, limit: int | None) -> dict[str, Any]:
+    """`practice --json` from what `progress` knows: today's set (at most `limit`), weakest
+    categories first."""
+    weakness = {cid: c.ratio for cid, c in report.problems.by_category.items()
+                if c.ratio is not None}
+    redo = practice.todays_set(history, today, bank, weakness, limit)
+    return practice_summary(history, redo, today, report.problems.weak)
 
 
 def practice_summary(history, redo: list[practice.Redo], today: date,
