@@ -5,8 +5,8 @@ for every problem with `large_input: true`. `judge_problem` runs one problem the
 grader would, without nbgrader or a kernel: the notebook's setup cells, then the reference
 answer cell and the whole grade cell (must pass), then the brute force in place of the
 function: the visible examples (must pass) and the whole cell (must stop with
-`TimeLimitExceeded`). It runs in a worker process's main thread, where `within()`'s SIGALRM
-can be delivered.
+`TimeLimitExceeded`). It runs in a worker process's main thread, where `within()`'s SIGPROF
+can be delivered. The helpers at the end are the slow steps several brute forces share.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import nbformat
+
+from netsprint.course.problems.judge import TimeLimitExceeded
+from netsprint.course.problems.structures import list_values
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -86,8 +89,6 @@ def _error(exc: BaseException) -> str:
 def judge_problem(notebook: str, problem_id: str, function: str, large_input: bool,
                   week: int) -> list[str]:
     """Every way problem `problem_id` fails the bank's rules ([]: it passes)."""
-    from netsprint.course.problems.judge import TimeLimitExceeded
-
     nb = nbformat.read(notebook, as_version=4)
     where = f"week{week:02d}/{Path(notebook).name}"
     answer = cell_by_id(nb, f"{problem_id}-answer")
@@ -107,12 +108,10 @@ def judge_problem(notebook: str, problem_id: str, function: str, large_input: bo
     if brute is None:
         return failures + [f"{problem_id}: large_input but no BRUTE entry in "
                            f"tests/problem_brute/week{week:02d}.py"]
-    return failures + _judge_brute(nb, where, problem_id, function, brute, test.source,
-                                   TimeLimitExceeded)
+    return failures + _judge_brute(nb, where, problem_id, function, brute, test.source)
 
 
-def _judge_brute(nb, where: str, problem_id: str, function: str, brute, source: str,
-                 time_limit_exceeded: type) -> list[str]:
+def _judge_brute(nb, where: str, problem_id: str, function: str, brute, source: str) -> list[str]:
     label = f"{where}:problem_{problem_id} (brute force)"
     try:
         _run(visible_part(source), _fresh(nb, where, {function: brute}), label)
@@ -120,9 +119,60 @@ def _judge_brute(nb, where: str, problem_id: str, function: str, brute, source: 
         return [f"{problem_id}: the brute force fails the visible examples: {_error(exc)}"]
     try:
         _run(source, _fresh(nb, where, {function: brute}), label)
-    except time_limit_exceeded:
+    except TimeLimitExceeded:
         return []
     except BaseException as exc:
         return [f"{problem_id}: the brute force should hit the time limit, got {_error(exc)}"]
     return [f"{problem_id}: the brute force passed the hidden tests: the large input does not "
             "separate the complexities"]
+
+
+# --------------------------------------------------------------------------- shared slow steps
+
+
+def node_at(head, index):
+    """The node `index` steps after `head`, walked to from `head`: O(index)."""
+    for _ in range(index):
+        head = head.next
+    return head
+
+
+def twin_pairs(head):
+    """(node i, node n-1-i) for i < n // 2, each far node walked to from the head: O(n^2)."""
+    n, near = len(list_values(head)), head
+    for i in range(n // 2):
+        yield near, node_at(head, n - 1 - i)
+        near = near.next
+
+
+def tree_parents(root):
+    """Every node's parent (None for the root) and the nodes, parents before children."""
+    parent, order = {root: None}, [root]
+    for node in order:
+        for child in (node.left, node.right):
+            if child is not None:
+                parent[child] = node
+                order.append(child)
+    return parent, order
+
+
+def grid_area(grid, r, c):
+    """The cells 4-connected to (r, c) that hold the same symbol as grid[r][c], as a set."""
+    rows, cols, mark = len(grid), len(grid[0]), grid[r][c]
+    area, stack = {(r, c)}, [(r, c)]
+    while stack:
+        y, x = stack.pop()
+        for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+            if 0 <= ny < rows and 0 <= nx < cols and grid[ny][nx] == mark and (ny, nx) not in area:
+                area.add((ny, nx))
+                stack.append((ny, nx))
+    return area
+
+
+def window_minimums(values):
+    """(length, minimum) of every window values[i..j], the minimum carried as j grows: O(n^2)."""
+    for start in range(len(values)):
+        low = values[start]
+        for end in range(start, len(values)):
+            low = min(low, values[end])
+            yield end - start + 1, low

@@ -6,7 +6,7 @@ Each one passes the visible examples and is quadratic (or O(N k)) where the refe
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import ListNode
+from netsprint.course.problems.structures import ListNode, list_values
 
 
 def _detach_last(head):
@@ -87,10 +87,7 @@ def rotate_ring_right(head, k):
     # O(n * (k mod n)): one single-step rotation (walk to the tail) at a time.
     if head is None:
         return None
-    length, node = 0, head
-    while node is not None:
-        length, node = length + 1, node.next
-    for _ in range(k % length):
+    for _ in range(k % len(list_values(head))):
         rest, last = _detach_last(head)
         if rest is not None:
             last.next = rest

@@ -8,41 +8,30 @@ from __future__ import annotations
 
 from collections import deque
 
-
-def _parents(root):
-    """Every node's parent (None for the root), by identity, and the nodes in DFS order."""
-    parent, order, stack = {id(root): None}, [], [root]
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        for child in (node.left, node.right):
-            if child is not None:
-                parent[id(child)] = node
-                stack.append(child)
-    return parent, order
+from problem_brute import tree_parents
 
 
 def count_unshadowed_hops(root):
     # O(n * h): walk up to the root from every node.
     if root is None:
         return 0
-    parent, order = _parents(root)
+    parent, order = tree_parents(root)
     count = 0
     for node in order:
-        above, shadowed = parent[id(node)], False
+        above, shadowed = parent[node], False
         while above is not None:
             if above.val > node.val:
                 shadowed = True
                 break
-            above = parent[id(above)]
+            above = parent[above]
         count += not shadowed
     return count
 
 
 def _depth(node, parent):
     depth = 0
-    while parent[id(node)] is not None:
-        node, depth = parent[id(node)], depth + 1
+    while parent[node] is not None:
+        node, depth = parent[node], depth + 1
     return depth
 
 
@@ -50,7 +39,7 @@ def zigzag_levels(root):
     # O(n * h): compute each node's depth by walking up, then one full scan per level.
     if root is None:
         return []
-    parent, _ = _parents(root)
+    parent, _ = tree_parents(root)
     levels, depth = [], 0
     while True:
         values, queue = [], deque([root])
@@ -83,7 +72,7 @@ def longest_hop_path(root):
     # O(n * h): recompute both children's heights at every node.
     if root is None:
         return 0
-    _, order = _parents(root)
+    _, order = tree_parents(root)
     best = 0
     for node in order:
         left = _height(node.left) + 1 if node.left is not None else 0
@@ -96,7 +85,7 @@ def count_paths_with_total(root, target):
     # O(n * h): a fresh downward walk from every start node.
     if root is None:
         return 0
-    _, order = _parents(root)
+    _, order = tree_parents(root)
     found = 0
     for start in order:
         stack = [(start, start.val)]

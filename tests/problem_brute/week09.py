@@ -3,26 +3,14 @@ for every node); each must fail its large input."""
 
 from __future__ import annotations
 
+from problem_brute import twin_pairs
+
 from netsprint.course.problems.structures import ListNode
-
-
-def _node_at(head, index):
-    for _ in range(index):
-        head = head.next
-    return head
 
 
 def max_twin_load(head):
     # O(n^2): walk to node n-1-i for every i.
-    n, node = 0, head
-    while node is not None:
-        n, node = n + 1, node.next
-    best, left = None, head
-    for i in range(n // 2):
-        load = left.val + _node_at(head, n - 1 - i).val
-        best = load if best is None else max(best, load)
-        left = left.next
-    return best
+    return max((near.val + far.val for near, far in twin_pairs(head)), default=None)
 
 
 def purge_repeated_values(head):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from problem_brute import tree_parents
+
 
 def _all_nodes(root):
     """Every node, iteratively (the large trees are too deep for recursion)."""
@@ -75,12 +77,7 @@ def widest_ancestor_gap(root):
     # O(n x height): compares every node with each of its ancestors, found via parent links.
     if root is None:
         return 0
-    parent, order = {root: None}, [root]
-    for node in order:
-        for child in (node.left, node.right):
-            if child:
-                parent[child] = node
-                order.append(child)
+    parent, order = tree_parents(root)
     best = 0
     for node in order:
         up = parent[node]

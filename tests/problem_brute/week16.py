@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import heapq
 
+from problem_brute import grid_area
+
 
 def reach_idle_port(hops, start):
     # O(n^2): left-to-right sweeps that mark reachable slots until nothing changes.
@@ -26,21 +28,9 @@ def reach_idle_port(hops, start):
     return False
 
 
-def _cluster_size(grid, r0, c0):
-    rows, cols = len(grid), len(grid[0])
-    seen, stack = {(r0, c0)}, [(r0, c0)]
-    while stack:
-        r, c = stack.pop()
-        for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-            if 0 <= nr < rows and 0 <= nc < cols and grid[nr][nc] == "1" and (nr, nc) not in seen:
-                seen.add((nr, nc))
-                stack.append((nr, nc))
-    return len(seen)
-
-
 def largest_cluster(grid):
     # O(cells x cluster size): floods the whole cluster again from every hot tile.
-    return max((_cluster_size(grid, r, c) for r in range(len(grid))
+    return max((len(grid_area(grid, r, c)) for r in range(len(grid))
                 for c in range(len(grid[0])) if grid[r][c] == "1"), default=0)
 
 

@@ -5,7 +5,9 @@ Each one passes the visible examples and must exceed the large input's time limi
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import ListNode, TreeNode
+from problem_brute import node_at, tree_parents
+
+from netsprint.course.problems.structures import ListNode, TreeNode, list_values
 
 
 def rebuild_tree(preorder, inorder):
@@ -34,12 +36,10 @@ def rebuild_tree(preorder, inorder):
 
 def nodes_at_distance(root, target, k):
     # O(n x height): climbs from every node to its common ancestor with the target.
-    parent, depth, order = {root: None}, {root: 0}, [root]
-    for node in order:
-        for child in (node.left, node.right):
-            if child:
-                parent[child], depth[child] = node, depth[node] + 1
-                order.append(child)
+    parent, order = tree_parents(root)
+    depth = {root: 0}
+    for node in order[1:]:
+        depth[node] = depth[parent[node]] + 1
     start = next(node for node in order if node.val == target)
 
     def distance(a, b):
@@ -89,17 +89,8 @@ def min_monitors(root):
 
 def swap_frame_pairs(head):
     # O(n^2): reaches the k-th node by walking from the head every time, then relinks.
-    n, node = 0, head
-    while node:
-        n, node = n + 1, node.next
-
-    def nth(k):
-        node = head
-        for _ in range(k):
-            node = node.next
-        return node
-
-    order = [nth(k ^ 1) if (k ^ 1) < n else nth(k) for k in range(n)]
+    n = len(list_values(head))
+    order = [node_at(head, k ^ 1) if (k ^ 1) < n else node_at(head, k) for k in range(n)]
     for a, b in zip(order, order[1:]):
         a.next = b
     if order:
@@ -109,20 +100,10 @@ def swap_frame_pairs(head):
 
 def add_digit_lists(a, b):
     # O(n^2): reaches the k-th digit from the end by walking from the head every time.
-    def length(node):
-        n = 0
-        while node:
-            n, node = n + 1, node.next
-        return n
-
     def digit_from_end(node, n, k):
-        if k >= n:
-            return 0
-        for _ in range(n - 1 - k):
-            node = node.next
-        return node.val
+        return node_at(node, n - 1 - k).val if k < n else 0
 
-    na, nb = length(a), length(b)
+    na, nb = len(list_values(a)), len(list_values(b))
     head, carry, k = None, 0, 0
     while k < max(na, nb) or carry:
         carry, digit = divmod(carry + digit_from_end(a, na, k) + digit_from_end(b, nb, k), 10)

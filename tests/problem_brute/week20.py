@@ -5,7 +5,9 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
-from netsprint.course.problems.structures import ListNode
+from problem_brute import node_at, twin_pairs
+
+from netsprint.course.problems.structures import ListNode, list_values
 
 
 class RouteCache:
@@ -149,30 +151,14 @@ def merge_point(a, b):
 
 def is_mirrored(head):
     # Walk to the k-th node from the end for every k: O(n^2).
-    length, node = 0, head
-    while node is not None:
-        length, node = length + 1, node.next
-    left = head
-    for k in range(length // 2):
-        right = head
-        for _ in range(length - 1 - k):
-            right = right.next
-        if left.val != right.val:
-            return False
-        left = left.next
-    return True
+    return all(near.val == far.val for near, far in twin_pairs(head))
 
 
 def reverse_blocks(head, k):
     # Find the start of each block by walking from the head again: O(n^2 / k).
-    length, node = 0, head
-    while node is not None:
-        length, node = length + 1, node.next
     dummy = ListNode(0, head)
-    for block in range(length // k):
-        before = dummy
-        for _ in range(block * k):
-            before = before.next
+    for block in range(len(list_values(head)) // k):
+        before = node_at(dummy, block * k)
         first = before.next
         for _ in range(k - 1):      # move the node after `first` to the block's front
             moved = first.next

@@ -5,6 +5,8 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
+from problem_brute import window_minimums
+
 
 def longest_k_port_run(ports, k):
     # Every start, extended until a (k+1)-th port appears: O(n^2).
@@ -66,13 +68,7 @@ def peak_concurrent_sessions(sessions):
 
 def largest_bandwidth_block(bars):
     # Every start, extended with a running minimum: O(n^2).
-    best = 0
-    for start in range(len(bars)):
-        low = bars[start]
-        for end in range(start, len(bars)):
-            low = min(low, bars[end])
-            best = max(best, low * (end - start + 1))
-    return best
+    return max((low * length for length, low in window_minimums(bars)), default=0)
 
 
 def fewest_mask_writes(bits, k):

@@ -5,6 +5,8 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
+from problem_brute import grid_area
+
 
 def total_pair_hops(root):
     # A breadth-first search from every node: O(n^2).
@@ -93,13 +95,7 @@ def sealed_rooms(plan):
         for c in range(cols):
             if plan[r][c] != ".":
                 continue
-            area, stack = {(r, c)}, [(r, c)]
-            while stack:
-                y, x = stack.pop()
-                for ny, nx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
-                    if 0 <= ny < rows and 0 <= nx < cols and plan[ny][nx] == "." and (ny, nx) not in area:
-                        area.add((ny, nx))
-                        stack.append((ny, nx))
+            area = grid_area(plan, r, c)
             if min(area) == (r, c) and all(0 < y < rows - 1 and 0 < x < cols - 1 for y, x in area):
                 rooms += 1
     return rooms

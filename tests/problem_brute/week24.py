@@ -5,6 +5,8 @@ Each passes the visible examples and must run out of time on the large input
 
 from __future__ import annotations
 
+from problem_brute import window_minimums
+
 
 def count_opcode_splits(digits):
     # Enumerate every split with an explicit stack: exponential.
@@ -105,13 +107,7 @@ def kth_smallest_gap(samples, k):
 
 def sum_of_window_floors(samples):
     # Every start, extended with a running minimum: O(n^2).
-    total = 0
-    for i in range(len(samples)):
-        low = samples[i]
-        for j in range(i, len(samples)):
-            low = min(low, samples[j])
-            total += low
-    return total % 1_000_000_007
+    return sum(low for _, low in window_minimums(samples)) % 1_000_000_007
 
 
 def schedule_length(jobs, gap):
