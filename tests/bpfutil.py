@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -87,6 +88,17 @@ def our_programs() -> dict[int, str]:
                          timeout=30).stdout
     return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")
             if p.get("name", "").startswith(OUR_PREFIX)}
+
+
+def still_loaded(programs: set[int], within: float = 3.0) -> set[int]:
+    """Those of `programs` still loaded after waiting up to `within` seconds. The kernel frees
+    a program a moment after its last reference goes (an RCU grace period for raw tracepoint
+    links, a work queue for tc filters and a deleted namespace's devices), so a leftover
+    check waits, bounded."""
+    deadline = time.monotonic() + within
+    while programs & set(our_programs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return programs & set(our_programs())
 
 
 def run_unprivileged(code: str) -> subprocess.CompletedProcess:

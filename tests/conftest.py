@@ -174,7 +174,7 @@ def no_bpf_program_left_in_the_kernel():
     if not is_root() or shutil.which("bpftool") is None:
         yield
         return
-    from bpfutil import our_programs
+    from bpfutil import our_programs, still_loaded
 
     os.environ[_RUN_TAG] = str(os.getpid())  # children inherit it, so orphans stay ours
     before = our_programs()
@@ -182,7 +182,8 @@ def no_bpf_program_left_in_the_kernel():
     os.environ.pop(_RUN_TAG, None)
     appeared = {prog: name for prog, name in our_programs().items() if prog not in before}
     holders = _program_holders()
-    still = our_programs()  # not those whose last holder exited while we looked
-    left = {prog: name for prog, name in appeared.items() if prog in still and
-            (not holders.get(prog) or any(_of_this_run(pid) for pid in holders[prog]))}
+    ours = {prog for prog in appeared
+            if not holders.get(prog) or any(_of_this_run(pid) for pid in holders[prog])}
+    still = still_loaded(ours)  # the kernel frees a closed program a moment later
+    left = {prog: name for prog, name in appeared.items() if prog in still}
     assert not left, f"BPF programs of this run left in the kernel after the test run: {left}"

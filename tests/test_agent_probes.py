@@ -21,14 +21,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from bpfutil import assert_mirror_matches, our_programs, run_unprivileged
+from bpfutil import assert_mirror_matches, our_programs, run_unprivileged, still_loaded
 
 from netsprint.agent.buckets import slot_of_microseconds as slot_of
 from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram
-from netsprint.agent.probes import (HEADER, TRACEPOINTS, AgentProbes, FlowCountersRecord,
-                                    FlowKeyRecord, HistogramRecord, SocketRecord, address_text,
-                                    flow_key, keep_bytes_monotonic, sum_counters,
-                                    sum_histogram)
+from netsprint.agent.probes import (FIELDS, HEADER, RAW_ARGS, TRACEPOINTS, AgentProbes,
+                                    FlowCountersRecord, FlowKeyRecord, HistogramRecord,
+                                    SocketRecord, address_text, flow_key, keep_bytes_monotonic,
+                                    kernel_field_flags, sum_counters, sum_histogram)
+from netsprint.ebpf.btf import BtfError, Field
 from netsprint.lab.pods import cgroup2_mount, join_cgroup_argv, process_cgroup
 
 WAIT_SECONDS = 5.0  # bound on waiting for the kernel side to show what must come
@@ -37,6 +38,37 @@ TCPI_RTT_INDEX = 8 + 15  # tcpi_rtt: the 16th __u32 (linux/tcp.h), srtt_us >> 3
 
 
 # --- pure: layouts and sums --------------------------------------------------------------------
+
+class KernelLike:
+    """What kernel_field_flags asks of the kernel's BTF, with answers a test chooses."""
+
+    def __init__(self, sizes: dict[str, int] | None = None, args: dict[str, tuple] | None = None):
+        self.sizes, self.args = sizes or {}, args or {}
+
+    def field(self, path: str) -> Field:
+        return Field(len(path), self.sizes.get(path, dict(FIELDS.values())[path]))
+
+    def tracepoint_args(self, event: str) -> tuple[str, ...]:
+        return self.args.get(event, RAW_ARGS[next(t for t in RAW_ARGS if t.endswith(":" + event))])
+
+
+@pytest.mark.unit
+def test_field_offsets_become_one_flag_each():
+    flags = kernel_field_flags(KernelLike())
+    assert flags == [f"-D{macro}={len(path)}" for macro, (path, _size) in FIELDS.items()]
+
+
+@pytest.mark.unit
+def test_a_field_of_another_size_is_refused():
+    with pytest.raises(BtfError, match="tcp_sock.srtt_us is 8 bytes on this kernel; the agent reads 4"):
+        kernel_field_flags(KernelLike(sizes={"tcp_sock.srtt_us": 8}))
+
+
+@pytest.mark.unit
+def test_a_tracepoint_with_other_arguments_is_refused():
+    with pytest.raises(BtfError, match=r"tcp_probe takes \(struct sock \*\); the agent's program expects"):
+        kernel_field_flags(KernelLike(args={"tcp_probe": ("struct sock *",)}))
+
 
 @pytest.mark.unit
 @pytest.mark.parametrize("mirror, struct_name", [
@@ -354,7 +386,11 @@ def test_a_socket_opened_before_attach_counts_under_unknown_addresses(needs_bcc)
         try:
             with AgentProbes() as fresh:
                 fd = conn.client.fileno()  # pass_fds keeps the number in the child
-                code = f"import socket\nsocket.socket(fileno={fd}).sendall(b'o' * {size})\n"
+                code = ("import socket\n"  # UDP and unix messages first: not TCP, not counted
+                        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                        "u.bind(('127.0.0.1', 0)); u.sendto(b'u' * 100, u.getsockname()); u.recv(200)\n"
+                        "a, b = socket.socketpair(); a.sendall(b'x' * 50); b.recv(100)\n"
+                        f"socket.socket(fileno={fd}).sendall(b'o' * {size})\n")
                 run_in_cgroup(cgroup, code, pass_fds=(fd,))
                 assert conn.server.recv(size, socket.MSG_WAITALL) == b"o" * size
                 key = FlowKey(cgroup.stat().st_ino, "", "")
@@ -461,7 +497,7 @@ def test_close_unloads_every_program_and_is_idempotent(needs_bcc):
     finally:
         probes.close()
     probes.close()
-    assert not set(loaded) & set(our_programs()), "programs still loaded after close()"
+    assert not still_loaded(set(loaded)), "programs still loaded after close()"
 
 
 @pytest.mark.bpf

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
-from bpfutil import assert_mirror_matches, our_programs
+from bpfutil import assert_mirror_matches, our_programs, still_loaded
 from conftest import have_bcc, have_netns
 
 from netsprint.ebpf.tc.clsact import (NLA_HEADER, NLMSG_HEADER, RTM_NEWTFILTER, TCA_BPF_FD,
@@ -214,8 +214,5 @@ def test_close_removes_the_qdisc_and_the_filter(lab):
         assert "ns_tc_egress" in filters and "direct-action" in filters
     assert "clsact" not in qdiscs()
     # cls_bpf drops its program reference from a work queue after an RCU grace period
-    # (tcf_queue_work), so the kernel frees it a moment after `tc qdisc del`: wait, bounded.
-    deadline = time.monotonic() + WAIT_S
-    while ours & set(our_programs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not ours & set(our_programs()), "the filter's program outlived its qdisc"
+    # (tcf_queue_work), so the kernel frees it a moment after `tc qdisc del`.
+    assert not still_loaded(ours, WAIT_S), "the filter's program outlived its qdisc"

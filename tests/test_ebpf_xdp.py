@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 import pytest
-from bpfutil import assert_mirror_matches, our_programs
+from bpfutil import assert_mirror_matches, our_programs, still_loaded
 from conftest import have_bcc, have_netns
 from hypothesis import given
 from hypothesis import strategies as st
@@ -243,11 +243,8 @@ def test_close_detaches_and_survives_a_deleted_namespace(needs_bcc, needs_netns)
         ours = set(our_programs()) - before
     late.close()  # the namespace (and the attachment) went first: closing still succeeds
     # The kernel destroys a deleted namespace's devices later, in a work queue (cleanup_net),
-    # and the device holds the XDP program until then: wait for it, bounded.
-    deadline = time.monotonic() + WAIT_S
-    while ours & set(our_programs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not ours & set(our_programs()), "the program outlived its namespace"
+    # and the device holds the XDP program until then.
+    assert not still_loaded(ours, WAIT_S), "the program outlived its namespace"
 
 
 @pytest.mark.bpf

@@ -1,15 +1,21 @@
 // The agent's probes (weeks 12-19): per-flow TCP counters and histograms in maps that the
 // agent reads on a schedule (probes.py `AgentProbes.snapshot()`). Tracepoints only: kprobes
 // are compiled out on the project's kernel, fentry is refused, and the build headers do not
-// match the kernel, so no struct sock field is read (docs/ebpf.md, "Why tracepoints first").
+// match the kernel (docs/ebpf.md, "Why tracepoints first").
 //
 // Hooks, each keyed by the socket's address (skaddr / sk, the same pointer everywhere):
 //   sock:inet_sock_set_state  opens, closes, connect failures, connect duration
-//   sock:sock_send_length     payload bytes sent (kernel >= 6.3), process context
-//   sock:sock_recv_length     payload bytes received, MSG_PEEK excluded, process context
+//   sock:sock_send_length     raw: payload bytes sent (kernel >= 6.3), process context
+//   sock:sock_recv_length     raw: payload bytes received, MSG_PEEK excluded, process context
 //   tcp:tcp_retransmit_skb    retransmitted segments
-//   tcp:tcp_probe             smoothed RTT, once per received segment (kept minimal)
+//   tcp:tcp_probe             raw: smoothed RTT, once per received segment (kept minimal)
 //   tcp:tcp_destroy_sock      moves the socket's bytes into its flow, forgets the socket
+//
+// Why raw for those three: they run on every message or segment, and a classic tracepoint
+// fills its event record before the program runs, most of their cost (docs/performance.md).
+// A raw program gets the C arguments instead, so it reads the fields it needs itself, with
+// bpf_probe_read_kernel at AGENT_OFF_* offsets that probes.py takes from the running
+// kernel's BTF at load time (never from the headers, which are another kernel's).
 //
 // Why bytes wait in the socket's entry: sock_send_length and sock_recv_length run on every
 // message, 4 runs per request-reply (docs/performance.md, "Agent overhead"). Adding to the
@@ -33,7 +39,11 @@
 // per-CPU maps (docs/ebpf.md, maps).
 #include "probes.h"
 #include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
-#include "sock_events.h"          // struct length_args, struct destroy_args, MSG_PEEK_FLAG
+#include "sock_events.h"          // struct destroy_args, MSG_PEEK_FLAG
+
+#ifndef AGENT_OFF_TCP_SRTT_US
+#error "field offsets come from the kernel's BTF: load through probes.py AgentProbes"
+#endif
 
 #ifndef AGENT_MAX_FLOWS
 #define AGENT_MAX_FLOWS 10240
@@ -56,29 +66,6 @@ struct retransmit_args {
     __u8 saddr_v6[16];
     __u8 daddr_v6[16];
     int err;
-};
-
-// /sys/kernel/tracing/events/tcp/tcp_probe/format, up to skaddr. The addresses are a
-// struct sockaddr_in / sockaddr_in6 (28 bytes): sin_addr at byte 4, sin6_addr at byte 8.
-struct probe_args {
-    __u64 common;
-    __u8 saddr[28];
-    __u8 daddr[28];
-    __u16 sport;
-    __u16 dport;
-    __u16 family;
-    __u32 mark;
-    __u16 data_len;
-    __u32 snd_nxt;
-    __u32 snd_una;
-    __u32 snd_cwnd;
-    __u32 ssthresh;
-    __u32 snd_wnd;
-    __u32 srtt;             // tp->srtt_us >> 3 (include/trace/events/tcp.h): microseconds
-    __u32 rcv_wnd;
-    __u64 sock_cookie;
-    __u64 skbaddr;
-    __u64 skaddr;
 };
 
 // Sockets from SYN_SENT / SYN_RECV until the kernel destroys them. Deleted at destroy, not at
@@ -318,7 +305,17 @@ int ns_agent_destroy(struct destroy_args *args)
     return 0;
 }
 
-// --- sock:sock_send_length / sock_recv_length ---------------------------------------------
+// --- sock:sock_send_length / sock_recv_length (raw) -----------------------------------------
+
+// Is a socket the probes never saw open a TCP one? Only asked on the slow path: every socket
+// in `sockets` is TCP, and unix, UDP and netlink sockets send through these hooks too.
+static __always_inline int is_inet_tcp(__u64 sk)
+{
+    __u16 family = 0, protocol = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), (void *)(sk + AGENT_OFF_SKC_FAMILY));
+    bpf_probe_read_kernel(&protocol, sizeof(protocol), (void *)(sk + AGENT_OFF_SK_PROTOCOL));
+    return (family == NS_AF_INET || family == NS_AF_INET6) && protocol == NS_IPPROTO_TCP;
+}
 
 // Runs in process context (the sendmsg/recvmsg caller), so the current cgroup is the user's.
 static __always_inline void count_payload(__u64 sk, __u64 bytes, int sent)
@@ -337,6 +334,8 @@ static __always_inline void count_payload(__u64 sk, __u64 bytes, int sent)
             __sync_fetch_and_add(&entry->received_bytes, bytes);
         return;
     }
+    if (!is_inet_tcp(sk))
+        return;
     // Opened before we attached: no addresses, only who uses it (UNKNOWN downstream).
     struct agent_flow_key key = {};
     key.cgroup_id = bpf_get_current_cgroup_id();
@@ -349,20 +348,24 @@ static __always_inline void count_payload(__u64 sk, __u64 bytes, int sent)
         counters->received_bytes += bytes;
 }
 
-int ns_agent_send(struct length_args *args)
+// Raw tracepoint arguments are the tracepoint's TP_PROTO (include/trace/events/sock.h):
+// (struct sock *sk, int ret, int flags); `ret` is the bytes moved or -errno.
+int ns_agent_send(struct bpf_raw_tracepoint_args *ctx)
 {
-    if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0)
+    int ret = (int)ctx->args[1];
+    if (ret <= 0)
         return 0;
-    count_payload(args->sk, args->ret, 1);
+    count_payload(ctx->args[0], ret, 1);
     return 0;
 }
 
-int ns_agent_recv(struct length_args *args)
+int ns_agent_recv(struct bpf_raw_tracepoint_args *ctx)
 {
     // A peek leaves the bytes queued; the read that takes them counts them.
-    if (args->protocol != NS_IPPROTO_TCP || args->ret <= 0 || (args->flags & MSG_PEEK_FLAG))
+    int ret = (int)ctx->args[1], flags = (int)ctx->args[2];
+    if (ret <= 0 || (flags & MSG_PEEK_FLAG))
         return 0;
-    count_payload(args->sk, args->ret, 0);
+    count_payload(ctx->args[0], ret, 0);
     return 0;
 }
 
@@ -386,25 +389,40 @@ int ns_agent_retrans(struct retransmit_args *args)
     return 0;
 }
 
-// --- tcp:tcp_probe ---------------------------------------------------------------------------
+// --- tcp:tcp_probe (raw) ------------------------------------------------------------------
+
+// The key of a socket opened before we attached, from its struct sock_common: cgroup unknown.
+// `key` must be zeroed: an IPv4 address fills only 4 of the 16 bytes.
+static __always_inline void key_from_sock(struct agent_flow_key *key, __u64 sk)
+{
+    bpf_probe_read_kernel(&key->family, sizeof(key->family), (void *)(sk + AGENT_OFF_SKC_FAMILY));
+    if (key->family == NS_AF_INET) {
+        bpf_probe_read_kernel(key->local, 4, (void *)(sk + AGENT_OFF_SKC_RCV_SADDR));
+        bpf_probe_read_kernel(key->peer, 4, (void *)(sk + AGENT_OFF_SKC_DADDR));
+    } else {
+        bpf_probe_read_kernel(key->local, 16, (void *)(sk + AGENT_OFF_SKC_V6_RCV_SADDR));
+        bpf_probe_read_kernel(key->peer, 16, (void *)(sk + AGENT_OFF_SKC_V6_DADDR));
+    }
+}
 
 // Fires for every segment an established socket receives (tcp_rcv_established), so it does
-// the least it can: one socket lookup, one histogram lookup, three adds.
-int ns_agent_srtt(struct probe_args *args)
+// the least it can: one field read, one socket lookup, one histogram lookup, three adds.
+// Arguments: (struct sock *sk, struct sk_buff *skb) (include/trace/events/tcp.h).
+int ns_agent_srtt(struct bpf_raw_tracepoint_args *ctx)
 {
-    __u64 us = args->srtt;
+    __u64 sk = ctx->args[0];
+    __u32 srtt_us8 = 0;  // tcp_sock.srtt_us: the smoothed RTT in microseconds, times 8
+    bpf_probe_read_kernel(&srtt_us8, sizeof(srtt_us8), (void *)(sk + AGENT_OFF_TCP_SRTT_US));
+    __u64 us = srtt_us8 >> 3;  // as the classic tcp_probe event reports it
     if (us == 0)  // no RTT sample yet
         return 0;
-    __u64 sk = args->skaddr;
     struct agent_socket *entry = sockets.lookup(&sk);
     if (entry) {
         record_srtt(&entry->key, us);
         return 0;
     }
     struct agent_flow_key key = {};  // opened before we attached
-    // sin_addr / sin6_addr inside the sockaddr (struct probe_args)
-    key_from_fields(&key, args->family, args->saddr + 4, args->daddr + 4, args->saddr + 8,
-                    args->daddr + 8);
+    key_from_sock(&key, sk);
     record_srtt(&key, us);
     return 0;
 }

@@ -1,5 +1,6 @@
-"""The agent's BPF probes: load probes.bpf.c, attach its six tracepoints, read its maps into
-a `model.Snapshot`.
+"""The agent's BPF probes: load probes.bpf.c, attach its six tracepoints (the three that run
+per message or segment raw, with field offsets from the kernel's BTF), read its maps into a
+`model.Snapshot`.
 
 What the kernel side counts (probes.bpf.c says why each hook):
 - per `FlowKey` (cgroup id, local address, peer address; no ports): connections opened
@@ -8,8 +9,8 @@ What the kernel side counts (probes.bpf.c says why each hook):
   and received (sock:sock_send_length / sock_recv_length, kernel >= 6.3, byte-exact),
   retransmitted segments (tcp:tcp_retransmit_skb);
 - per `FlowKey`, log2 histograms of microseconds: connect duration (ESTABLISHED time -
-  SYN_SENT time) and the smoothed RTT on every received segment (tcp:tcp_probe's `srtt`,
-  which the kernel fills with `tp->srtt_us >> 3`: microseconds).
+  SYN_SENT time) and the smoothed RTT on every received segment (tcp:tcp_probe; the program
+  reads `tp->srtt_us >> 3`, microseconds, as the classic event's `srtt` and TCP_INFO report).
 
 Where bytes are, when: a socket the probes saw open keeps its bytes in its `sockets` entry
 (the cheap hot path) until tcp:tcp_destroy_sock moves them into its flow. `snapshot()` reads
@@ -29,7 +30,7 @@ Whose key, when:
   the key its open was counted under, so `active` per key never goes negative;
 - a socket the agent never saw open (it was established before the agent attached) has no
   addresses: its bytes go to `FlowKey(current cgroup, "", "")` (model.UNKNOWN downstream), its
-  retransmits and RTTs to the tracepoint's own addresses with cgroup 0.
+  retransmits and RTTs to the socket's own addresses with cgroup 0.
 
 Maps are bounded (`max_flows`, `max_sockets`); an insert a full map refuses is counted per
 map and CPU in `lost` -> `Snapshot.events_lost`. `snapshot()` only reads (batched lookups);
@@ -49,6 +50,7 @@ from pathlib import Path
 from netsprint.agent import buckets
 from netsprint.agent.model import (COUNTER_FIELDS, HISTOGRAM_SLOTS, FlowCounters, FlowKey,
                                    Log2Histogram, Snapshot)
+from netsprint.ebpf.btf import BtfError, KernelTypes, kernel_types
 from netsprint.ebpf.loader import AS_ROOT, BpfLoadError, BpfProgram, require_bpf, require_tracepoint
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
@@ -62,6 +64,26 @@ TRACEPOINTS = {
     "tcp:tcp_retransmit_skb": "ns_agent_retrans",
     "tcp:tcp_probe": "ns_agent_srtt",
     "tcp:tcp_destroy_sock": "ns_agent_destroy",
+}
+# The three that run on every message or segment attach raw (docs/performance.md, "Agent
+# overhead"): no event record is filled, and the program gets the tracepoint's C arguments,
+# which must be these (include/trace/events/{sock,tcp}.h; checked against the kernel's BTF).
+RAW_ARGS = {
+    "sock:sock_send_length": ("struct sock *", "int", "int"),  # sk, ret, flags
+    "sock:sock_recv_length": ("struct sock *", "int", "int"),
+    "tcp:tcp_probe": ("struct sock *", "struct sk_buff *"),     # sk, skb
+}
+# The struct fields those programs read -> (path in the kernel's BTF, bytes the C reads).
+# Offsets are from the `struct sock *` argument: struct sock begins with its sock_common,
+# and a tcp_sock begins with its struct sock (tcp_sk() is a cast).
+FIELDS = {
+    "AGENT_OFF_SKC_FAMILY": ("sock.__sk_common.skc_family", 2),
+    "AGENT_OFF_SKC_DADDR": ("sock.__sk_common.skc_daddr", 4),
+    "AGENT_OFF_SKC_RCV_SADDR": ("sock.__sk_common.skc_rcv_saddr", 4),
+    "AGENT_OFF_SKC_V6_DADDR": ("sock.__sk_common.skc_v6_daddr", 16),
+    "AGENT_OFF_SKC_V6_RCV_SADDR": ("sock.__sk_common.skc_v6_rcv_saddr", 16),
+    "AGENT_OFF_SK_PROTOCOL": ("sock.sk_protocol", 2),
+    "AGENT_OFF_TCP_SRTT_US": ("tcp_sock.srtt_us", 4),
 }
 WHY = {"sock:sock_send_length": "byte counts need kernel >= 6.3",
        "sock:sock_recv_length": "byte counts need kernel >= 6.3"}
@@ -228,13 +250,39 @@ class BatchReader:
 
 # --- the loaded program ------------------------------------------------------------------------
 
-def require_probes(run_as: str = AS_ROOT) -> None:
+def require_probes(run_as: str = AS_ROOT) -> list[str]:
     """Raise BpfLoadError naming what is missing (bcc, privileges, tracefs, headers, a
-    tracepoint) before anything is compiled."""
+    tracepoint, the kernel's BTF) before anything is compiled; return the -D flags that give
+    the programs this kernel's field offsets."""
     require_bpf(run_as=run_as, tracing=True)
     for tracepoint in TRACEPOINTS:
         category, _, event = tracepoint.partition(":")
         require_tracepoint(category, event, WHY.get(tracepoint, ""))
+    try:
+        return kernel_field_flags(kernel_types())
+    except BtfError as exc:
+        raise BpfLoadError(f"the agent's probes cannot run on this kernel: {exc}",
+                           "the agent needs a kernel built with CONFIG_DEBUG_INFO_BTF=y "
+                           "(/sys/kernel/btf/vmlinux) whose tracepoints take the arguments "
+                           "probes.py RAW_ARGS lists") from exc
+
+
+def kernel_field_flags(types: KernelTypes) -> list[str]:
+    """-D flags with each FIELDS offset, after checking that every raw tracepoint takes the
+    arguments the programs expect and every field has the size they read."""
+    for tracepoint, expected in RAW_ARGS.items():
+        event = tracepoint.partition(":")[2]
+        found = types.tracepoint_args(event)
+        if found != expected:
+            raise BtfError(f"tracepoint {event} takes ({', '.join(found)}); the agent's "
+                           f"program expects ({', '.join(expected)})")
+    flags = []
+    for macro, (path, size) in FIELDS.items():
+        field = types.field(path)
+        if field.size != size:
+            raise BtfError(f"{path} is {field.size} bytes on this kernel; the agent reads {size}")
+        flags.append(f"-D{macro}={field.offset}")
+    return flags
 
 
 class AgentProbes:
@@ -248,7 +296,7 @@ class AgentProbes:
     def __init__(self, *, run_as: str = AS_ROOT, max_flows: int = 10240, max_sockets: int = 65536) -> None:
         if max_flows < 1 or max_sockets < 1:
             raise ValueError("max_flows and max_sockets must be at least 1")
-        require_probes(run_as)
+        offsets = require_probes(run_as)
         from bcc.utils import get_possible_cpus
 
         self.max_flows, self.max_sockets = max_flows, max_sockets
@@ -257,12 +305,14 @@ class AgentProbes:
         self._socket_keys: dict[bytes, FlowKey] = {}  # raw key -> FlowKey (inet_ntop is slow)
         self.program = BpfProgram(SOURCE, name="agent probes", run_as=run_as,
                                   cflags=[f"-DAGENT_MAX_FLOWS={max_flows}",
-                                          f"-DAGENT_MAX_SOCKETS={max_sockets}"])
+                                          f"-DAGENT_MAX_SOCKETS={max_sockets}", *offsets])
         try:
             self._cpus = len(get_possible_cpus())
             self._readers = self._make_readers()
             for tracepoint, function in TRACEPOINTS.items():
-                self.program.attach_tracepoint(tracepoint, function)
+                attach = (self.program.attach_raw_tracepoint if tracepoint in RAW_ARGS
+                          else self.program.attach_tracepoint)
+                attach(tracepoint, function)
                 self.probes_attached += 1
         except BaseException:
             self.close()

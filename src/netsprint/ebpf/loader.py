@@ -247,6 +247,15 @@ class BpfProgram:
         self._guarded(f"attaching {fn_name} to {tracepoint}",
                       lambda: self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode()))
 
+    def attach_raw_tracepoint(self, tracepoint: str, fn_name: str) -> None:
+        """The same event as `attach_tracepoint`, without the event record: the program gets
+        the tracepoint's C arguments (`struct bpf_raw_tracepoint_args`); bcc detaches it in
+        `close()`."""
+        category, _, event = tracepoint.partition(":")
+        require_tracepoint(category, event)
+        self._guarded(f"attaching {fn_name} to raw tracepoint {event}",
+                      lambda: self.bpf.attach_raw_tracepoint(tp=event.encode(), fn_name=fn_name.encode()))
+
     def attach_kprobe(self, function: str, fn_name: str) -> None:
         """Only behind a feature check that really loaded a kprobe (kernels built without
         CONFIG_KPROBES have none); bcc detaches it in `close()`."""

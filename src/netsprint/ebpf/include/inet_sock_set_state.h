@@ -21,6 +21,7 @@
 #define TCP_LISTEN      10
 
 #define NS_AF_INET      2
+#define NS_AF_INET6     10
 #define NS_IPPROTO_TCP  6   // MPTCP (262) and SCTP (132) fire the same tracepoint: skipped
 
 // /sys/kernel/tracing/events/sock/inet_sock_set_state/format, field for field.
