@@ -14,16 +14,25 @@ Sides, one batch each per round, in rotating order, probes attached just for the
   no-probes      nothing attached
   tracepoints    those three tracepoints, programs that return at once
   raw            the same three as raw tracepoints (no event record), programs that return at once
-  agent          the agent's own three programs (netsprint.agent.probes, loaded once)
+  agent          the agent's own three programs (netsprint.agent.probes, loaded once),
+                 attached as the agent attaches them (raw, since 2026-11-21)
 The figure per side is its fastest batch, as `timeit` reports its best: interference on a
 shared machine only ever slows a batch down. The ratio: no-probes ÷ agent ns per round trip
-(the round trips/s the agent leaves, as in bench/agent.py). A benchmark, not a test.
+(the round trips/s the agent leaves, as in bench/agent.py).
+
+Then, after the timed batches, one more batch each for "raw" and "agent" with the kernel's
+BPF run-time statistics on (BPF_ENABLE_STATS, off again when its fd closes): nanoseconds
+per run of each program, so the agent's cost splits into the empty program's floor and
+what each body adds. The statistics read the clock twice per run, so these runs are not
+timed. A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -41,6 +50,35 @@ HOT = {  # tracepoint -> the bench's empty program suffix
     "tcp:tcp_probe": "probe",
 }
 SIDES = ("no-probes", "tracepoints", "raw", "agent")
+STATS_SIDES = ("raw", "agent")
+BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
+BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0  # include/uapi/linux/bpf.h
+
+
+class RunTimeStats:
+    """The kernel counts run_cnt and run_time_ns per program while the fd BPF_ENABLE_STATS
+    returns is open (kernel >= 5.8), and stops when it closes, even if this process dies."""
+
+    def __enter__(self) -> RunTimeStats:
+        number = BPF_SYSCALL.get(platform.machine())
+        if number is None:
+            raise BenchError(f"BPF run-time statistics: no bpf() number for {platform.machine()}")
+        libc = ctypes.CDLL(None, use_errno=True)
+        attr = (ctypes.c_uint32 * 16)(BPF_STATS_RUN_TIME)
+        self.fd = libc.syscall(number, BPF_ENABLE_STATS, ctypes.byref(attr), ctypes.sizeof(attr))
+        if self.fd < 0:
+            raise BenchError(f"BPF_ENABLE_STATS: {os.strerror(ctypes.get_errno())}")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self.fd)
+
+
+def program_counters(fd: int) -> tuple[int, int]:
+    """(run_cnt, run_time_ns) of a loaded program, from its fd's fdinfo."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+                  if ":" in line)
+    return int(fields.get("run_cnt", 0)), int(fields.get("run_time_ns", 0))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,14 +98,15 @@ class Hooks:
     def __init__(self) -> None:
         from bcc import BPF
 
-        from netsprint.agent.probes import TRACEPOINTS, AgentProbes
+        from netsprint.agent.probes import RAW_ARGS, TRACEPOINTS, AgentProbes
 
         self.empty = BPF(src_file=str(BENCH / "hooks.bpf.c"))
         self.agent = AgentProbes()
         self.agent_bpf = self.agent.program.bpf  # the loaded bcc object: attach/detach by name
         self.agent_functions = {tp: TRACEPOINTS[tp] for tp in HOT}
+        self.agent_raw = {tp: tp in RAW_ARGS for tp in HOT}  # as AgentProbes attaches them
         for tracepoint in HOT:
-            self.agent_bpf.detach_tracepoint(tracepoint.encode())
+            self._attach(self.agent_bpf, tracepoint, "", raw=self.agent_raw[tracepoint], attach=False)
 
     def _each(self, side: str, attach: bool) -> None:
         for tracepoint, suffix in HOT.items():
@@ -76,18 +115,30 @@ class Hooks:
             elif side == "raw":
                 bpf, fn, raw = self.empty, f"ns_hook_raw_{suffix}", True
             elif side == "agent":
-                bpf, fn, raw = self.agent_bpf, self.agent_functions[tracepoint], False
+                bpf, fn = self.agent_bpf, self.agent_functions[tracepoint]
+                raw = self.agent_raw[tracepoint]
             else:
                 return
-            name = tracepoint.partition(":")[2] if raw else tracepoint
-            if attach and raw:
-                bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=fn.encode())
-            elif attach:
-                bpf.attach_tracepoint(tp=name.encode(), fn_name=fn.encode())
-            elif raw:
-                bpf.detach_raw_tracepoint(name.encode())
-            else:
-                bpf.detach_tracepoint(name.encode())
+            self._attach(bpf, tracepoint, fn, raw=raw, attach=attach)
+
+    @staticmethod
+    def _attach(bpf, tracepoint: str, fn: str, *, raw: bool, attach: bool) -> None:
+        name = tracepoint.partition(":")[2] if raw else tracepoint
+        if attach and raw:
+            bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=fn.encode())
+        elif attach:
+            bpf.attach_tracepoint(tp=name.encode(), fn_name=fn.encode())
+        elif raw:
+            bpf.detach_raw_tracepoint(name.encode())
+        else:
+            bpf.detach_tracepoint(name.encode())
+
+    def functions(self, side: str) -> dict[str, object]:
+        """Program name -> bcc function (with its fd) of a side's three hooks."""
+        if side == "agent":
+            return {fn: self.agent_bpf.funcs[fn.encode()] for fn in self.agent_functions.values()}
+        prefix = {"tracepoints": "ns_hook_tp_", "raw": "ns_hook_raw_"}[side]
+        return {prefix + suffix: self.empty.funcs[(prefix + suffix).encode()] for suffix in HOT.values()}
 
     def attach(self, side: str) -> None:
         self._each(side, True)
@@ -134,7 +185,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     hooks = Hooks()
     pingpong = None
     try:
-        pingpong = PingPong(binary, args.round_trips, args.rounds * len(SIDES))
+        pingpong = PingPong(binary, args.round_trips, args.rounds * len(SIDES) + len(STATS_SIDES))
 
         def measure(side: Peer) -> dict:
             hooks.attach(side.name)
@@ -146,12 +197,29 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         with harness.progress_bar(console) as progress:
             runs = harness.run_rounds([Peer(name, ()) for name in SIDES], args.rounds,
                                       measure, progress)
+        per_program = program_run_times(hooks, pingpong, measure)
     finally:
         if pingpong:
             pingpong.stop()
         hooks.close()
-    return summarize(harness.report_head("bench/hooks.py", machine, args,
-                                         ("round_trips", "rounds")), runs)
+    report = summarize(harness.report_head("bench/hooks.py", machine, args,
+                                           ("round_trips", "rounds")), runs)
+    return {**report, "per_program": per_program}
+
+
+def program_run_times(hooks: Hooks, pingpong: PingPong, measure) -> dict[str, dict]:
+    """One untimed batch per STATS_SIDES side with run-time statistics on: runs and ns per
+    run of each of its programs (the programs only run while their side is attached)."""
+    result = {}
+    with RunTimeStats():
+        for side in STATS_SIDES:
+            functions = hooks.functions(side)
+            before = {name: program_counters(fn.fd) for name, fn in functions.items()}
+            measure(Peer(side, ()))
+            for name, fn in functions.items():
+                runs, ns = (now - then for now, then in zip(program_counters(fn.fd), before[name]))
+                result[name] = {"side": side, "runs": runs, "ns_per_run": ns / runs if runs else 0.0}
+    return result
 
 
 def summarize(head: dict, runs: dict[str, list[dict]]) -> dict:
@@ -175,9 +243,14 @@ def print_report(console: Console, report: dict) -> None:
                       f"{s['extra_ns']:+,.0f}", f"{s['rate_ratio']:.3f}")
     console.print(table)
     harness.warn_if_busy(console, m)
-    agent, floor = report["summary"]["agent"], report["summary"]["tracepoints"]
+    programs = new_table("per program, one more batch with BPF run-time statistics on",
+                         "side", "program", "runs", "ns/run")
+    for name, p in report["per_program"].items():
+        programs.add_row(p["side"], name, f"{p['runs']:,}", f"{p['ns_per_run']:,.0f}")
+    console.print(programs)
+    agent, floor = report["summary"]["agent"], report["summary"]["raw"]
     console.print(f"agent / no-probes round trips/s = {agent['rate_ratio']:.3f}; attaching "
-                  f"empty tracepoints alone gives {floor['rate_ratio']:.3f}")
+                  f"empty raw tracepoints alone gives {floor['rate_ratio']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
