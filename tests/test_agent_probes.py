@@ -10,6 +10,7 @@ takes 1-2 s); tests that need other map sizes load their own.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 import struct
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,11 +27,12 @@ from bpfutil import assert_mirror_matches, our_programs, run_unprivileged, still
 
 from netsprint.agent.buckets import slot_of_microseconds as slot_of
 from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram
-from netsprint.agent.probes import (FIELDS, HEADER, RAW_ARGS, TRACEPOINTS, AgentProbes,
-                                    FlowCountersRecord, FlowKeyRecord, HistogramRecord,
+from netsprint.agent.probes import (FIELDS, HEADER, RAW_ARGS, READ_ATTEMPTS, TRACEPOINTS,
+                                    AgentProbes, BatchReader, FlowCountersRecord, FlowKeyRecord, HistogramRecord,
                                     SocketRecord, address_text, flow_key, keep_bytes_monotonic,
                                     kernel_field_flags, sum_counters, sum_histogram)
 from netsprint.ebpf.btf import BtfError, Field
+from netsprint.ebpf.loader import BpfLoadError
 from netsprint.lab.pods import cgroup2_mount, join_cgroup_argv, process_cgroup
 
 WAIT_SECONDS = 5.0  # bound on waiting for the kernel side to show what must come
@@ -38,6 +41,53 @@ TCPI_RTT_INDEX = 8 + 15  # tcpi_rtt: the 16th __u32 (linux/tcp.h), srtt_us >> 3
 
 
 # --- pure: layouts and sums --------------------------------------------------------------------
+
+class ScriptedBatches:
+    """Stands in for libbcc's bpf_lookup_batch: each call answers with the next (entries,
+    errno) of the script (the last one repeats), as the count of entries it returned."""
+
+    def __init__(self, *script: tuple[int, int]) -> None:
+        self.script, self.calls = list(script), 0
+
+    def bpf_lookup_batch(self, fd, start, out_token, keys, values, count):
+        entries, error = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        count._obj.value = entries  # `count` is ctypes.byref(c_uint32)
+        ctypes.set_errno(error)
+        return -1 if error else 0
+
+
+def scripted_reader(*script: tuple[int, int]) -> tuple[BatchReader, ScriptedBatches]:
+    lib = ScriptedBatches(*script)
+    table = types.SimpleNamespace(map_fd=-1)
+    return BatchReader(table, ctypes.c_uint64, ctypes.c_uint64, 16, lib=lib), lib
+
+
+@pytest.mark.unit
+def test_a_map_read_that_meets_churn_starts_over():
+    # ENOSPC: the next bucket no longer fits the room left, because entries read earlier
+    # were deleted and others inserted; the walk starts over and the answer is whole
+    reader, lib = scripted_reader((5, errno.ENOSPC), (7, errno.ENOENT))
+    assert reader.read_raw() == 7
+    assert lib.calls == 2
+
+
+@pytest.mark.unit
+def test_a_map_that_never_holds_still_says_so():
+    reader, lib = scripted_reader((3, errno.ENOSPC))
+    with pytest.raises(BpfLoadError, match="faster than it could be read") as caught:
+        reader.read_raw()
+    assert lib.calls == READ_ATTEMPTS
+    assert "max_flows" in caught.value.hint
+
+
+@pytest.mark.unit
+def test_a_kernel_without_batch_reads_is_named():
+    reader, _ = scripted_reader((0, errno.EINVAL))
+    with pytest.raises(BpfLoadError, match="Invalid argument") as caught:
+        reader.read_raw()
+    assert "5.6" in caught.value.hint
+
 
 class KernelLike:
     """What kernel_field_flags asks of the kernel's BTF, with answers a test chooses."""

@@ -88,6 +88,8 @@ FIELDS = {
 WHY = {"sock:sock_send_length": "byte counts need kernel >= 6.3",
        "sock:sock_recv_length": "byte counts need kernel >= 6.3"}
 
+ENOTSUPP = 524  # the kernel's own "not supported" (include/linux/errno.h), not in Python's errno
+READ_ATTEMPTS = 3  # walks of one map per read before giving up (BatchReader, ENOSPC)
 LOST_MAPS = ("sockets", "flows", "connect_hist", "srtt_hist")  # probes.h AGENT_LOST_* order
 
 
@@ -199,8 +201,10 @@ class BatchReader:
     `per_cpu`: the value is one copy per possible CPU, each rounded up to 8 bytes (the
     kernel's layout for per-CPU map values)."""
 
-    def __init__(self, table, key_type, value_type, max_entries: int, cpus: int = 1) -> None:
-        from bcc.libbcc import lib
+    def __init__(self, table, key_type, value_type, max_entries: int, cpus: int = 1, *,
+                 lib=None) -> None:
+        if lib is None:  # libbcc's bpf_lookup_batch; a test passes its own
+            from bcc.libbcc import lib
 
         self._lib, self._fd = lib, table.map_fd
         self.key_type, self.value_type, self.cpus = key_type, value_type, cpus
@@ -220,6 +224,19 @@ class BatchReader:
 
     def read_raw(self) -> int:
         """Fill the buffers; how many entries they hold."""
+        for _attempt in range(READ_ATTEMPTS):
+            total = self._walk()
+            if total is not None:
+                self.entries = total
+                return total
+        raise BpfLoadError(f"reading a BPF map failed {READ_ATTEMPTS} times in a row: entries were "
+                           "deleted and inserted faster than it could be read (ENOSPC)",
+                           "raise max_flows / max_sockets in the agent's config, so the maps "
+                           "are not kept near full while sockets come and go")
+
+    def _walk(self) -> int | None:
+        """One walk of the map from its first bucket: how many entries the buffers got, or
+        None if the walk must start over."""
         # The token is the kernel's bucket index for hash maps: a __u32 (libbcc's argtypes).
         total, in_token, out_token = 0, None, ctypes.c_uint32(0)
         while total < self._capacity:
@@ -228,11 +245,16 @@ class BatchReader:
             total += count.value
             if error == errno.ENOENT:  # the whole map was walked (also: it is empty)
                 break
+            if error == errno.ENOSPC:
+                # The next bucket holds more entries than the buffers have room left: only
+                # possible when entries read earlier in this walk were deleted and others
+                # inserted meanwhile (a map never holds more than its size). Start over.
+                return None
             if error:
                 raise BpfLoadError(f"reading a BPF map failed: {os.strerror(error)}",
-                                   "kernels before 5.6 lack BPF_MAP_LOOKUP_BATCH")
+                                   "kernels before 5.6 lack BPF_MAP_LOOKUP_BATCH" if error in
+                                   (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) else "")
             in_token = ctypes.c_uint32(out_token.value)
-        self.entries = total
         return total
 
     def items(self) -> Iterator[tuple[object, list[memoryview]]]:
