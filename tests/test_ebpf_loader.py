@@ -8,7 +8,8 @@ import os
 import pytest
 from bpfutil import our_programs, run_unprivileged
 
-from netsprint.ebpf.loader import BpfLoadError, BpfProgram, captured_stderr, has_bpf_privileges
+from netsprint.ebpf.loader import (BpfLoadError, BpfProgram, captured_stderr, has_bpf_privileges,
+                                   require_tracefs, tracefs_path)
 
 COUNTER = """
 BPF_ARRAY(hits, u64, 1);
@@ -114,6 +115,18 @@ def test_without_privileges_the_error_says_to_run_as_root(needs_bcc):
             "except BpfLoadError as e:\n    print(e)\n")
     proc = run_unprivileged(code)
     assert "lacks them" in proc.stdout and "sudo" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.lab
+def test_tracefs_alone_needs_root_not_bcc(needs_root):
+    if tracefs_path() is None:
+        pytest.skip("tracefs is not mounted: `sudo .venv/bin/netsprint doctor --fix` mounts it")
+    assert require_tracefs() == tracefs_path()
+    code = ("from netsprint.ebpf.loader import require_tracefs, BpfLoadError\n"
+            "try:\n    require_tracefs(run_as='use sudo')\n"
+            "except BpfLoadError as e:\n    print(e)\n")
+    proc = run_unprivileged(code)
+    assert "needs root" in proc.stdout and "use sudo" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.bpf

@@ -97,6 +97,25 @@ def require_bpf(*, run_as: str = AS_ROOT, tracing: bool = True, net_admin: bool 
         raise BpfLoadError(f"{build} is missing: bcc needs kernel headers to compile", FIX)
 
 
+def require_tracefs(*, run_as: str = AS_ROOT) -> Path:
+    """Raise `BpfLoadError` saying what to do unless this process can use tracefs itself
+    (enable an event in a private instance and read its trace: no BPF, so no bcc and no
+    headers); return the tracefs mount."""
+    try:
+        root = tracefs_path()
+    except PermissionError:  # mounted, but only root may look inside (mode 0700)
+        root = None
+        if any(os.path.ismount(point) for point in TRACEFS_POINTS):
+            raise BpfLoadError(f"enabling tracepoints needs root; this process (uid "
+                               f"{os.geteuid()}) cannot read tracefs", run_as) from None
+    if root is None:
+        raise BpfLoadError("tracefs is not mounted, so no tracepoint can be enabled", FIX)
+    if not os.access(root / "instances", os.W_OK):
+        raise BpfLoadError(f"enabling tracepoints in {root} needs root; this process (uid "
+                           f"{os.geteuid()}) cannot write there", run_as)
+    return root
+
+
 def tracepoint_exists(category: str, event: str) -> bool:
     root = tracefs_path()
     return root is not None and (root / "events" / category / event).is_dir()
