@@ -108,18 +108,15 @@ class Hooks:
         for tracepoint in HOT:
             self._attach(self.agent_bpf, tracepoint, "", raw=self.agent_raw[tracepoint], attach=False)
 
-    def _each(self, side: str, attach: bool) -> None:
-        for tracepoint, suffix in HOT.items():
-            if side == "tracepoints":
-                bpf, fn, raw = self.empty, f"ns_hook_tp_{suffix}", False
-            elif side == "raw":
-                bpf, fn, raw = self.empty, f"ns_hook_raw_{suffix}", True
-            elif side == "agent":
-                bpf, fn = self.agent_bpf, self.agent_functions[tracepoint]
-                raw = self.agent_raw[tracepoint]
-            else:
-                return
-            self._attach(bpf, tracepoint, fn, raw=raw, attach=attach)
+    def _hooks(self, side: str) -> list[tuple[object, str, str, bool]]:
+        """(bcc object, tracepoint, function name, raw?) of a side's three hooks."""
+        if side == "no-probes":
+            return []
+        if side == "agent":
+            return [(self.agent_bpf, tp, self.agent_functions[tp], self.agent_raw[tp]) for tp in HOT]
+        raw = side == "raw"
+        prefix = "ns_hook_raw_" if raw else "ns_hook_tp_"
+        return [(self.empty, tp, prefix + suffix, raw) for tp, suffix in HOT.items()]
 
     @staticmethod
     def _attach(bpf, tracepoint: str, fn: str, *, raw: bool, attach: bool) -> None:
@@ -135,16 +132,15 @@ class Hooks:
 
     def functions(self, side: str) -> dict[str, object]:
         """Program name -> bcc function (with its fd) of a side's three hooks."""
-        if side == "agent":
-            return {fn: self.agent_bpf.funcs[fn.encode()] for fn in self.agent_functions.values()}
-        prefix = {"tracepoints": "ns_hook_tp_", "raw": "ns_hook_raw_"}[side]
-        return {prefix + suffix: self.empty.funcs[(prefix + suffix).encode()] for suffix in HOT.values()}
+        return {fn: bpf.funcs[fn.encode()] for bpf, _tp, fn, _raw in self._hooks(side)}
 
     def attach(self, side: str) -> None:
-        self._each(side, True)
+        for bpf, tracepoint, fn, raw in self._hooks(side):
+            self._attach(bpf, tracepoint, fn, raw=raw, attach=True)
 
     def detach(self, side: str) -> None:
-        self._each(side, False)
+        for bpf, tracepoint, fn, raw in self._hooks(side):
+            self._attach(bpf, tracepoint, fn, raw=raw, attach=False)
 
     def close(self) -> None:
         self.empty.cleanup()

@@ -117,7 +117,7 @@ def test_without_privileges_the_error_says_to_run_as_root(needs_bcc):
     assert "lacks them" in proc.stdout and "sudo" in proc.stdout, proc.stdout + proc.stderr
 
 
-@pytest.mark.lab
+@pytest.mark.bpf
 def test_tracefs_alone_needs_root_not_bcc(needs_root):
     if tracefs_path() is None:
         pytest.skip("tracefs is not mounted: `sudo .venv/bin/netsprint doctor --fix` mounts it")

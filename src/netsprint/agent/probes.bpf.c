@@ -12,7 +12,8 @@
 //   tcp:tcp_destroy_sock      moves the socket's bytes into its flow, forgets the socket
 //
 // Why raw for those three: they run on every message or segment, and a classic tracepoint
-// fills its event record before the program runs, most of their cost (docs/performance.md).
+// fills its event record before the program runs, which doubles what the hook costs before
+// the program does anything (measured: docs/performance.md, "Agent overhead").
 // A raw program gets the C arguments instead, so it reads the fields it needs itself, with
 // bpf_probe_read_kernel at AGENT_OFF_* offsets that probes.py takes from the running
 // kernel's BTF at load time (never from the headers, which are another kernel's).
@@ -22,9 +23,10 @@
 // entry the socket lookup finds costs one lookup with an 8-byte key; going on to the flow
 // cost a second one with a 48-byte key (struct agent_flow_key). The entry's bytes move to
 // the flow at destroy, and a read adds the bytes of the live sockets (probes.py), so nothing
-// is lost while a socket lives. (tcp_probe is not sampled: measured, a random 1-in-8 sample
-// saved nothing that could be told from noise; the tracepoint's own cost dominates, not the
-// program's.)
+// is lost while a socket lives. (tcp_probe is not sampled: the srtt histogram counts every
+// received segment's RTT. A random 1-in-8 sample saved nothing measurable while the hook was
+// a classic tracepoint; raw, the body is most of its cost, and docs/performance.md says what
+// sampling could still save.)
 //
 // Why per-CPU maps for `flows` and the histograms: many sockets of one pod talking to one
 // peer share one flow key, and sendmsg()/softirqs on several CPUs would update the same

@@ -4,7 +4,8 @@ tracepoint's C arguments are.
 Why: the kernel headers on these machines belong to another kernel (docs/ebpf.md), so a
 program must not take a struct layout from them. The kernel describes its own types in
 /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF); a program that must read a field (the
-agent's raw tracepoints read three) gets its offset from here at load time, as -D flags.
+agent's raw tracepoints read a few: agent/probes.py FIELDS) gets its offset from here at
+load time, as -D flags.
 
 The format (Documentation/bpf/btf.rst): a header, a type section and a string section. Type
 ids count from 1 in order (0 is void); each type is 12 bytes (name offset, info, size or
