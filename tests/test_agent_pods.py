@@ -195,8 +195,8 @@ def test_workload_of_names_the_owner(owners, labels, expected):
 
 def api_pod(name: str, namespace: str, ip: str | None, owners: list[dict] | None = None,
             labels: dict | None = None, host_network: bool = False,
-            uid: str | None = None, node: str = "node-a") -> dict:
-    status = {"phase": "Running"}
+            uid: str | None = None, node: str = "node-a", phase: str = "Running") -> dict:
+    status = {"phase": phase}
     if ip:
         status |= {"podIP": ip, "podIPs": [{"ip": ip}]}
     return {"metadata": {"name": name, "namespace": namespace, "uid": uid or str(uuid.uuid4()),
@@ -295,6 +295,9 @@ def test_kubernetes_pods_lists_the_clusters_pods_with_the_official_client(api_se
         api_pod("kube-proxy-abcde", "kube-system", "192.0.2.10", host_network=True),
         api_pod("pending-0", "default", None),
         api_pod("cache-0", "shop", "198.51.100.40", node="node-b"),
+        api_pod("api-0", "default", "198.51.100.12"),
+        # finished, yet still showing the address the kubelet has since given to api-0
+        api_pod("backup-28-x7k2p", "default", "198.51.100.12", phase="Succeeded"),
     ]
     pods = KubernetesPods(client=core_api, clock=FakeClock())
     web = PodRef("default", "web-7c9f8b6d5-x2k4q", "web")
@@ -304,6 +307,7 @@ def test_kubernetes_pods_lists_the_clusters_pods_with_the_official_client(api_se
     assert pods.pod_by_uid(web_uid) == web
     # a peer on another node is a pod too, not `external`
     assert pods.peer_pod("198.51.100.40") == PodRef("shop", "cache-0", "cache-0")
+    assert pods.peer_pod("198.51.100.12") == PodRef("default", "api-0", "api-0")
     assert "fieldSelector" not in api_server.queries[0]
     assert len(api_server.queries) == 1  # one list served all the lookups
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -17,34 +16,11 @@ from conftest import needs_tool
 
 from netsprint.agent.promlab import by_label, free_port, query, running_prometheus, wait_for
 from netsprint.lab import LabError
+from netsprint.lab.podtraffic import REPLY, finish, send_from, serve
 from netsprint.lab.pods import PodNode
 
-SERVER_PORT = 8080
 # Different sizes per connection, so a count off by one connection shows in the bytes too.
 PAYLOADS = [100_000 + 7_919 * i for i in range(5)]
-
-SERVER = textwrap.dedent("""
-    import socket, sys
-    n = int(sys.argv[1])
-    with socket.create_server(("0.0.0.0", %d)) as listener:
-        print("listening", flush=True)
-        total = 0
-        for _ in range(n):
-            conn, _ = listener.accept()
-            with conn:
-                while chunk := conn.recv(65536):
-                    total += len(chunk)
-        print(total, flush=True)
-""" % SERVER_PORT)
-
-CLIENT = textwrap.dedent("""
-    import socket, sys
-    server, sizes = sys.argv[1], [int(s) for s in sys.argv[2:]]
-    for size in sizes:
-        with socket.create_connection((server, %d), timeout=10) as conn:
-            conn.sendall(b"x" * size)
-    print("sent", sum(sizes), flush=True)
-""" % SERVER_PORT)
 
 
 # --- promlab on its own: no BPF, no root ------------------------------------------------------
@@ -121,25 +97,16 @@ def node(needs_bcc, needs_netns, tmp_path):
 @pytest.mark.lab
 def test_prometheus_sees_exact_per_pod_bytes_and_connections(node, tmp_path):
     needs_tool("prometheus", "prometheus")
-    python = sys.executable
     with running_agent(tmp_path, pod_map=node.map_path) as agent, \
             running_prometheus(agent.removeprefix("http://")) as prometheus:
-        server = node.popen("server-0", [python, "-c", SERVER, str(len(PAYLOADS))],
-                            stdout=subprocess.PIPE, text=True)
+        # The sink answers each connection only after reading it to its end, so a sender
+        # that got its answer knows every byte arrived.
+        server = serve(node, "server-0", len(PAYLOADS))
         try:
-            assert server.stdout.readline().strip() == "listening"
-            client = node.exec("client-0", [python, "-c", CLIENT, node.address("server-0"),
-                                            *map(str, PAYLOADS)],
-                               capture_output=True, text=True, timeout=60)
-            assert client.returncode == 0, client.stderr
-            received = int(server.stdout.readline())
-            server.wait(10)
+            send_from(node, "client-0", "server-0", PAYLOADS)
         finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-        sent = sum(PAYLOADS)
-        assert received == sent
+            finish(server)
+        sent, replied = sum(PAYLOADS), len(REPLY) * len(PAYLOADS)
 
         def settled():
             bytes_out = by_label(query(prometheus, 'sum by (pod) '
@@ -152,6 +119,7 @@ def test_prometheus_sees_exact_per_pod_bytes_and_connections(node, tmp_path):
                                     '(netsprint_tcp_connections_closed_total{namespace="default"})'),
                               "pod")
             done = (bytes_out.get("client-0") == sent and bytes_in.get("server-0") == sent
+                    and bytes_out.get("server-0") == replied and bytes_in.get("client-0") == replied
                     and closed.get("client-0") == len(PAYLOADS)
                     and closed.get("server-0") == len(PAYLOADS))
             return (bytes_out, bytes_in, closed) if done else None
@@ -163,10 +131,11 @@ def test_prometheus_sees_exact_per_pod_bytes_and_connections(node, tmp_path):
                                  f"{query(prometheus, 'netsprint_tcp_sent_bytes_total')} and "
                                  f"{query(prometheus, 'netsprint_tcp_received_bytes_total')}"
                                  ) from None
-        # Exactly: nothing in the other direction, and the bytes go to the right peer.
-        assert bytes_out.get("server-0", 0) == 0 and bytes_in.get("client-0", 0) == 0
+        # Exactly, and each direction's bytes go to the right peer.
         to_server = query(prometheus, 'netsprint_tcp_sent_bytes_total{pod="client-0"}')
         assert by_label(to_server, "peer") == {"default/server-0": sent}
+        to_client = query(prometheus, 'netsprint_tcp_sent_bytes_total{pod="server-0"}')
+        assert by_label(to_client, "peer") == {"default/client-0": replied}
 
         opened = query(prometheus, 'sum by (pod, direction) '
                                    '(netsprint_tcp_connections_opened_total{namespace="default"})')

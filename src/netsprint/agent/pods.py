@@ -237,11 +237,15 @@ def workload_of(pod_name: str, owners: Iterable, labels: dict[str, str] | None) 
     return TEMPLATE_HASH_SUFFIX.sub("", owner.name)
 
 
+FINISHED_PHASES = ("Succeeded", "Failed")  # a pod in these never runs again
+
+
 def index_pod_list(pods: Iterable) -> tuple[PodIndex, dict[str, PodRef]]:
     """Kubernetes `V1Pod`s -> (pods by address, pods by UID).
 
     hostNetwork pods are left out of the address index: they share the node's address,
-    which therefore belongs to no one pod.
+    which therefore belongs to no one pod. So are finished pods (phase Succeeded or Failed):
+    they keep showing their last address after the kubelet has given it to a new pod.
     """
     by_ip: dict[str, PodRef] = {}
     by_uid: dict[str, PodRef] = {}
@@ -253,6 +257,8 @@ def index_pod_list(pods: Iterable) -> tuple[PodIndex, dict[str, PodRef]]:
         if pod.spec is not None and pod.spec.host_network:
             continue
         status = pod.status
+        if status and status.phase in FINISHED_PHASES:
+            continue
         addresses = [a.ip for a in (status.pod_ips or [])] if status else []
         if status and status.pod_ip:
             addresses.append(status.pod_ip)
