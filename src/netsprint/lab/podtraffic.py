@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from typing import Iterable
+from collections.abc import Iterable
 
 from netsprint.lab import LabError
 from netsprint.lab.pods import PodNode
