@@ -12,12 +12,7 @@ from problem_brute import tree_parents
 
 def _all_nodes(root):
     """Every node, iteratively (the large trees are too deep for recursion)."""
-    out, stack = [], [root] if root else []
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        stack.extend(child for child in (node.left, node.right) if child)
-    return out
+    return tree_parents(root)[1] if root is not None else []
 
 
 def level_totals(root):
