@@ -124,8 +124,8 @@ def setup_blocks(source: str) -> dict[str, list[str]]:
     blocks: dict[str, list[str]] = {}
     week = None
     for line in source.splitlines():
-        if found := re.fullmatch(r"# (week) (\d+)", line.strip()):
-            week = f"week{int(found.group(2)):02d}"
+        if found := re.fullmatch(r"# week (\d+)", line.strip()):
+            week = f"week{int(found.group(1)):02d}"
             blocks[week] = []
         elif week and line.strip() and not line.lstrip().startswith("#"):
             blocks[week].append(line.rstrip())

@@ -133,6 +133,24 @@ def test_solution_notebooks_are_reviewable():
                 assert not cell.outputs and cell.execution_count is None, f"{path}: stored output"
 
 
+# What a notebook graded beside others must not use (docs/course.md, "Writing a week"):
+# namespaces and the NAT lab, BPF, root, and the doctor (it loads BPF and adds a namespace).
+MACHINE_WIDE = ("NatLab", "VethPair", "PodNode", "require_bpf", "require_tracefs", "BpfProgram",
+                "AgentProbes", "geteuid", "netsprint.doctor")
+
+
+def test_shared_notebooks_touch_nothing_machine_wide():
+    touching = {}
+    for path in sorted(COURSE.solutions.glob("week*/*.ipynb")):
+        nb = nbformat.read(path, 4)
+        if nb.metadata.get("netsprint", {}).get(grading.GRADING_KEY) != grading.SHARED:
+            continue
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        if found := [m for m in MACHINE_WIDE if m in code]:
+            touching[f"{path.parent.name}/{path.name}"] = found
+    assert not touching, f"graded 'shared' but machine-wide: {touching}"
+
+
 @GRADES_THE_COURSE
 def test_solution_notebooks_run_without_errors_in_any_cell(solution_grades):
     """Graded cells are checked by grading; this covers the demos and plots around them

@@ -658,8 +658,8 @@ def render_chart(report: Report, path: Path) -> Path:
 # --------------------------------------------------------------------------- the command
 
 
-def load_report(root: Path | None = None, today: date | None = None, *, bank=None,
-                history=None) -> Report:
+def load_report(root: Path | None = None, today: date | None = None, *,
+                bank: Bank | None = None, history: practice.History | None = None) -> Report:
     """The report from the course's files (for a notebook: `render_chart(load_report(), p)`).
     A caller that already read the bank or the practice history passes them in."""
     course = CourseRoot.find(root)
