@@ -137,7 +137,11 @@ def bpftool_bit_offset(struct_name: str, member: str) -> int:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("struct_name, member", [("tcp_sock", "srtt_us"), ("sock", "sk_protocol")])
+@pytest.mark.parametrize("struct_name, member", [
+    ("tcp_sock", "srtt_us"), ("sock", "sk_protocol"), ("tcp_sock", "bytes_acked"),
+    ("tcp_sock", "bytes_received"), ("tcp_sock", "snd_una"), ("tcp_sock", "write_seq"),
+    ("cgroup", "kn"), ("kernfs_node", "id"),
+])
 def test_the_running_kernel_agrees_with_bpftool(running_kernel, struct_name, member):
     offset = running_kernel.field(f"{struct_name}.{member}").offset
     assert offset * 8 == bpftool_bit_offset(struct_name, member)
@@ -151,3 +155,14 @@ def test_the_running_kernel_has_the_layouts_every_kernel_has(running_kernel):
     assert running_kernel.field("sock.__sk_common.skc_rcv_saddr") == btf.Field(4, 4)
     assert running_kernel.field("sock.__sk_common.skc_family") == btf.Field(16, 2)
     assert running_kernel.tracepoint_args("sock_send_length") == ("struct sock *", "int", "int")
+
+
+@pytest.mark.unit
+def test_a_tracepoints_type_id_is_its_typedefs_as_bpftool_numbers_it(running_kernel):
+    bpftool = needs_tool("bpftool", "bpftool")
+    text = subprocess.run([bpftool, "btf", "dump", "file", str(btf.VMLINUX), "format", "raw"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    listed = int(re.search(r"^\[(\d+)\] TYPEDEF 'btf_trace_tcp_probe' ", text, re.M).group(1))
+    assert running_kernel.tracepoint_type_id("tcp_probe") == listed
+    with pytest.raises(BtfError, match="tracepoint no_such_event"):
+        running_kernel.tracepoint_type_id("no_such_event")

@@ -4,10 +4,13 @@ it, or the process may not load BPF at all; and that everything detaches."""
 from __future__ import annotations
 
 import os
+import socket
+import struct
 
 import pytest
-from bpfutil import our_programs, run_unprivileged
+from bpfutil import our_programs, run_unprivileged, still_loaded
 
+from netsprint.ebpf.btf import kernel_types
 from netsprint.ebpf.loader import (BpfLoadError, BpfProgram, captured_stderr, has_bpf_privileges,
                                    require_tracefs, tracefs_path)
 
@@ -144,3 +147,97 @@ def test_a_stack_over_512_bytes_is_an_error_not_a_dead_process(needs_bcc):
         BpfProgram(text=big_stack)
     assert "aborted" in caught.value.message and "512 bytes" in caught.value.hint
     assert "stack" in caught.value.log.lower()
+
+
+# --- program types bcc does not attach itself: BTF-typed tracepoints, map iterators ----------
+
+SRTT_PLAIN_LOAD = """
+BPF_ARRAY(last_srtt_us8, u32, 1);
+int ns_loader_srtt(unsigned long long *ctx)
+{
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)ctx[0]);
+    if (!tp)
+        return 0;
+    u32 key = 0;
+    u32 *value = last_srtt_us8.lookup(&key);
+    if (value)
+        *value = *(u32 *)((char *)tp + SRTT_OFFSET);
+    return 0;
+}
+"""
+BEYOND_STRUCT_SOCK = """
+int ns_loader_beyond(unsigned long long *ctx)
+{
+    return *(u32 *)((char *)ctx[0] + 100000);  /* struct sock is not that long */
+}
+"""
+ELEMENTS = """
+BPF_HASH(squares, u64, u64, 256);
+struct bpf_iter_meta { void *seq; u64 session_id; u64 seq_num; };
+struct bpf_iter__bpf_map_elem { struct bpf_iter_meta *meta; void *map; void *key; void *value; };
+int bpf_iter__bpf_map_elem(struct bpf_iter__bpf_map_elem *ctx)
+{
+    u64 *key = ctx->key, *value = ctx->value;
+    if (!key || !value)
+        return 0;
+    u64 pair[2] = {*key, *value};
+    bpf_seq_write(ctx->meta->seq, pair, sizeof(pair));
+    return 0;
+}
+"""
+PROBE_READ_KERNEL = 113  # enum bpf_func_id: BPF_FUNC_probe_read_kernel
+
+
+def helper_calls(insns: bytes) -> set[int]:
+    """The helper ids a program's instructions call (BPF_JMP | BPF_CALL, src_reg 0)."""
+    return {imm for op, regs, _off, imm in struct.iter_unpack("<BBhi", insns)
+            if op == 0x85 and regs >> 4 == 0}
+
+
+@pytest.mark.bpf
+def test_a_btf_tracepoint_reads_a_kernel_struct_with_a_plain_load(needs_bcc):
+    types = kernel_types()
+    offset = types.field("tcp_sock.srtt_us").offset
+    with BpfProgram(text=SRTT_PLAIN_LOAD, cflags=[f"-DSRTT_OFFSET={offset}"]) as prog:
+        assert PROBE_READ_KERNEL not in helper_calls(prog.bpf.dump_func(b"ns_loader_srtt"))
+        prog.attach_btf_tracepoint("tcp:tcp_probe", "ns_loader_srtt", types.tracepoint_type_id("tcp_probe"))
+        loaded = {pid for pid, name in our_programs().items() if name == "ns_loader_srtt"}
+        assert loaded, "bpftool should see the loaded program"
+        with socket.create_server(("127.0.0.1", 0)) as server, \
+                socket.create_connection(server.getsockname()) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                for _ in range(20):
+                    client.sendall(b"q")
+                    accepted.recv(1)
+                    accepted.sendall(b"a")
+                    client.recv(1)
+                rtt_us = struct.unpack_from("I", client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 68)[0]
+        srtt_us = prog["last_srtt_us8"][0].value >> 3
+        assert srtt_us > 0 and abs(srtt_us - rtt_us) <= max(50, rtt_us), (srtt_us, rtt_us)
+    assert not still_loaded(loaded), "close() should unload it"
+
+
+@pytest.mark.bpf
+def test_a_btf_tracepoint_the_verifier_refuses_carries_its_log(needs_bcc):
+    types = kernel_types()
+    with BpfProgram(text=BEYOND_STRUCT_SOCK) as prog:
+        with pytest.raises(BpfLoadError) as caught:
+            prog.attach_btf_tracepoint("tcp:tcp_probe", "ns_loader_beyond", types.tracepoint_type_id("tcp_probe"))
+    assert "BTF-typed tracepoint" in caught.value.message
+    assert "struct sock" in caught.value.log  # the verifier's words for the bad load
+    assert "verifier log" in caught.value.hint
+
+
+@pytest.mark.bpf
+def test_a_map_iterator_reads_every_element_and_closes(needs_bcc):
+    with BpfProgram(text=ELEMENTS) as prog:
+        table = prog["squares"]
+        for n in range(200):
+            table[table.Key(n)] = table.Leaf(n * n)
+        iterator = prog.map_iterator("squares")
+        pairs = dict(struct.iter_unpack("=QQ", iterator.read()))
+        assert pairs == {n: n * n for n in range(200)}
+        iterator.close()
+        with pytest.raises(BpfLoadError, match="closed"):
+            iterator.read()

@@ -147,14 +147,20 @@ class KernelTypes:
         """What a raw tracepoint program receives in ctx->args[], as C types: the event's
         TP_PROTO, read from the kernel's `btf_trace_<event>` typedef (a pointer to a
         function whose first parameter is the tracepoint's private data, left out here)."""
-        type_id = self._by_name.get((TYPEDEF, f"btf_trace_{event}"))
-        if type_id is None:
-            raise BtfError(f"the kernel's BTF does not describe tracepoint {event}")
+        type_id = self.tracepoint_type_id(event)
         proto = self.types[self.resolve(self.types[self.resolve(type_id)].size_or_type)]
         if proto.kind != FUNC_PROTO:
             raise BtfError(f"btf_trace_{event} is not a function pointer")
         params = [struct.unpack_from("<II", proto.tail, i * 8)[1] for i in range(proto.vlen)]
         return tuple(self.c_name(p) for p in params[1:])
+
+    def tracepoint_type_id(self, event: str) -> int:
+        """The id of the `btf_trace_<event>` typedef: what a BTF-typed raw tracepoint program
+        (tp_btf) names as its attach_btf_id when it is loaded."""
+        type_id = self._by_name.get((TYPEDEF, f"btf_trace_{event}"))
+        if type_id is None:
+            raise BtfError(f"the kernel's BTF does not describe tracepoint {event}")
+        return type_id
 
     def name_at(self, offset: int) -> str:
         return c_string(self.strings, offset)

@@ -215,6 +215,154 @@ def survives_compiling(text: str, cflags: Sequence[str], name: str = "<text>") -
 
 # --- the program --------------------------------------------------------------------------------
 
+BPF_PROG_TYPE_TRACING = 26  # include/uapi/linux/bpf.h enum bpf_prog_type (bcc's BPF.TRACING)
+
+
+class _MapIterLinkInfo(ctypes.Structure):
+    """union bpf_iter_link_info, its `map` member: which map an element iterator walks."""
+
+    _fields_ = [("map_fd", ctypes.c_uint32)]
+
+
+def _bcc_error(returned: int) -> str:
+    """libbcc returns -errno (libbpf 1.0 mode) or -1 with errno set (older)."""
+    return os.strerror(-returned) if returned < -1 else f"returned {returned}"
+
+
+class MapIterator:
+    """Owns the BPF link of one iterator over a map's elements (a `bpf_iter__bpf_map_elem`
+    program, kernel >= 5.9). `read()` runs the program once over every element and returns
+    what it wrote with bpf_seq_write; `close()` drops the link (idempotent)."""
+
+    def __init__(self, prog_fd: int, map_fd: int) -> None:
+        from bcc.libbcc import lib
+
+        self._lib = lib
+        lib.bcc_iter_attach.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32]
+        lib.bcc_iter_create.argtypes = [ctypes.c_int]
+        info = _MapIterLinkInfo(map_fd)
+        self._link_fd = lib.bcc_iter_attach(prog_fd, ctypes.byref(info), ctypes.sizeof(info))
+        if self._link_fd < 0:
+            raise BpfLoadError(f"creating a map iterator's link failed ({_bcc_error(self._link_fd)})",
+                               "map iterators need kernel >= 5.9 with CONFIG_DEBUG_INFO_BTF=y")
+
+    def read(self) -> bytes:
+        if self._link_fd < 0:
+            raise BpfLoadError("this map iterator is closed")
+        fd = self._lib.bcc_iter_create(self._link_fd)
+        if fd < 0:
+            raise BpfLoadError(f"starting a map iterator failed ({_bcc_error(fd)})")
+        chunks = []
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        if self._link_fd >= 0:
+            fd, self._link_fd = self._link_fd, -1
+            os.close(fd)
+
+
+BPF_SYSCALL_NUMBER = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
+BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 5, 17         # enum bpf_cmd
+BPF_TRACE_RAW_TP = 23                                  # enum bpf_attach_type
+VERIFIER_LOG_BYTES = 1 << 20
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    """union bpf_attr for BPF_PROG_LOAD, up to attach_btf_id (include/uapi/linux/bpf.h)."""
+
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
+                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
+                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32),
+                ("prog_btf_fd", ctypes.c_uint32), ("func_info_rec_size", ctypes.c_uint32),
+                ("func_info", ctypes.c_uint64), ("func_info_cnt", ctypes.c_uint32),
+                ("line_info_rec_size", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
+                ("line_info_cnt", ctypes.c_uint32), ("attach_btf_id", ctypes.c_uint32),
+                ("attach_prog_fd", ctypes.c_uint32)]
+
+
+class _RawTracepointOpenAttr(ctypes.Structure):
+    """union bpf_attr for BPF_RAW_TRACEPOINT_OPEN: no name for a BTF-typed program (the
+    tracepoint is the one its attach_btf_id named at load)."""
+
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+def bpf_syscall(command: int, attr: ctypes.Structure) -> int:
+    """bpf(2); the new fd, or OSError with the kernel's errno."""
+    import platform
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    fd = libc.syscall(BPF_SYSCALL_NUMBER[platform.machine()], command, ctypes.byref(attr),
+                      ctypes.sizeof(attr))
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return fd
+
+
+class BtfTracepoint:
+    """Owns one BTF-typed raw tracepoint program (what libbpf calls tp_btf) and its
+    attachment. bcc 0.26 cannot load this type, so the instructions bcc compiled (map fds
+    already in them) are loaded here with the tracepoint's BTF type id. Unlike a plain raw
+    tracepoint program, the verifier knows the arguments' types, so the program may read
+    kernel structs with plain loads instead of bpf_probe_read_kernel (docs/ebpf.md)."""
+
+    def __init__(self, name: str, insns: bytes, attach_btf_id: int) -> None:
+        self.prog_fd = self.link_fd = -1
+        code, license_text = ctypes.create_string_buffer(insns, len(insns)), ctypes.create_string_buffer(b"GPL")
+        log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
+        attr = _ProgLoadAttr(prog_type=BPF_PROG_TYPE_TRACING, insn_cnt=len(insns) // 8,
+                             insns=ctypes.addressof(code), license=ctypes.addressof(license_text),
+                             log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
+                             prog_name=name.encode()[:15], expected_attach_type=BPF_TRACE_RAW_TP,
+                             attach_btf_id=attach_btf_id)
+        try:
+            self.prog_fd = bpf_syscall(BPF_PROG_LOAD, attr)
+        except OSError as exc:
+            verifier = log.value.decode(errors="replace")
+            hint = ("read the verifier log from the bottom up: the last instruction is where it "
+                    "gave up" if verifier else
+                    "BTF-typed tracepoints need kernel >= 5.9 with CONFIG_DEBUG_INFO_BTF=y")
+            raise BpfLoadError(f"loading {name} as a BTF-typed tracepoint program: {exc.strerror}",
+                               hint, verifier) from exc
+        self.name = name
+        try:
+            self.attach()
+        except BpfLoadError:
+            self.close()
+            raise
+
+    def attach(self) -> None:
+        """Attach (again, after `detach()`); no-op while attached."""
+        if self.link_fd >= 0:
+            return
+        try:
+            self.link_fd = bpf_syscall(BPF_RAW_TRACEPOINT_OPEN, _RawTracepointOpenAttr(prog_fd=self.prog_fd))
+        except OSError as exc:
+            raise BpfLoadError(f"attaching {self.name}: {exc.strerror}", FIX) from exc
+
+    def detach(self) -> None:
+        """Stop running on the tracepoint; the program stays loaded (bench/hooks.py)."""
+        if self.link_fd >= 0:
+            fd, self.link_fd = self.link_fd, -1
+            os.close(fd)
+
+    def close(self) -> None:
+        self.detach()
+        if self.prog_fd >= 0:
+            fd, self.prog_fd = self.prog_fd, -1
+            os.close(fd)
+
+
 class BpfProgram:
     """One compiled bcc module and every attachment made through it.
 
@@ -229,6 +377,7 @@ class BpfProgram:
             raise ValueError("give exactly one of src_file and text")
         self.name = name or (Path(src_file).name if src_file is not None else "<text>")
         self._closers: list[Callable[[], object]] = []
+        self.btf_tracepoints: dict[str, BtfTracepoint] = {}  # function name -> its program
         self._bpf = None
         self.warnings = ""  # what clang/bcc printed on the last successful step
         require_bpf(run_as=run_as, tracing=tracing, net_admin=net_admin)
@@ -281,6 +430,25 @@ class BpfProgram:
     def load_func(self, fn_name: str, prog_type: int):
         """Load one function (e.g. BPF.XDP, BPF.SCHED_CLS) through the verifier."""
         return self._guarded(f"loading {fn_name}", lambda: self.bpf.load_func(fn_name.encode(), prog_type))
+
+    def attach_btf_tracepoint(self, tracepoint: str, fn_name: str, attach_btf_id: int) -> None:
+        """Load `fn_name` as a BTF-typed raw tracepoint program on `tracepoint`
+        ("category:event"; `attach_btf_id` is its btf_trace_<event> typedef's id, from
+        btf.KernelTypes) and attach it; detached in `close()`."""
+        category, _, event = tracepoint.partition(":")
+        require_tracepoint(category, event)
+        insns = self._guarded(f"compiling {fn_name}", lambda: self.bpf.dump_func(fn_name.encode()))
+        link = self.btf_tracepoints[fn_name] = BtfTracepoint(fn_name, insns, attach_btf_id)
+        self.on_close(link.close)
+
+    def map_iterator(self, map_name: str) -> MapIterator:
+        """Load this module's `bpf_iter__bpf_map_elem` function (bcc takes the iterator's
+        target from that name) as an iterator over `map_name`'s elements; detached in
+        `close()`. Iterators run only when read: nothing is attached to any event."""
+        function = self.load_func("bpf_iter__bpf_map_elem", BPF_PROG_TYPE_TRACING)
+        iterator = MapIterator(function.fd, self[map_name].map_fd)
+        self.on_close(iterator.close)
+        return iterator
 
     def on_close(self, undo: Callable[[], object]) -> None:
         """Run `undo` in `close()`, last registered first (e.g. removing an XDP attachment,
