@@ -4,7 +4,7 @@
                                          [--duration 5] [--rounds 3] [--json]
 
 Both sides run the same echo server and the same C load generator; in the "agent" runs
-`netsprint agent` (all six tracepoints attached) runs beside them and is scraped once a
+`netsprint agent` (three tracepoints and its map iterator) runs beside them and is scraped once a
 second, as Prometheus would. Rounds alternate so drift hits both alike. The ratio tracked:
 agent req/s ÷ no-agent req/s (target ≥ 0.95). A benchmark, not a test (bench/README.md).
 """

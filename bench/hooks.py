@@ -1,4 +1,4 @@
-"""What the agent's per-message hooks cost: nanoseconds per request-reply, probes on vs off.
+"""What the agent's per-segment hook costs: nanoseconds per request-reply, probes on vs off.
 
     sudo .venv/bin/python bench/hooks.py [--round-trips 30000] [--rounds 15] [--json]
 
@@ -6,16 +6,16 @@ bench/agent.py answers the question that matters (echo requests/s with the agent
 without), but on a shared VM its rounds scatter by more than the few percent it must tell
 apart. This one takes the scheduler, the server and the load generator out: one thread
 (bench/pingpong.c) writes a 64-byte request and reads it on the other end of a loopback
-TCP connection, then the reply back, so every nanosecond is the kernel's. Three of the
-agent's six tracepoints run on every such round trip, twice each (sock_send_length,
-sock_recv_length, tcp_probe); the other three only at connect and close.
+TCP connection, then the reply back, so every nanosecond is the kernel's. One of the
+agent's three tracepoints runs on every such round trip, twice (tcp_probe, once per received
+segment); the other two only at connect and close, and its iterator only when it is read.
 
 Sides, one batch each per round, in rotating order, probes attached just for their batch:
   no-probes      nothing attached
-  tracepoints    those three tracepoints, programs that return at once
-  raw            the same three as raw tracepoints (no event record), programs that return at once
-  agent          the agent's own three programs (netsprint.agent.probes, loaded once),
-                 attached as the agent attaches them (raw, since 2026-11-21)
+  tracepoints    tcp_probe as a tracepoint, a program that returns at once
+  raw            tcp_probe as a raw tracepoint (no event record), a program that returns at once
+  agent          the agent's own tcp_probe program (netsprint.agent.probes, loaded once),
+                 attached as the agent attaches it (raw, BTF-typed: plain loads from tcp_sock)
 The figure per side is its fastest batch, as `timeit` reports its best: interference on a
 shared machine only ever slows a batch down. The ratio: no-probes ÷ agent ns per round trip
 (the round trips/s the agent leaves, as in bench/agent.py).
@@ -45,8 +45,6 @@ from harness import new_table
 from peers import BENCH, LOADGEN_CPU, BenchError, Peer, compile_c
 
 HOT = {  # tracepoint -> the bench's empty program suffix
-    "sock:sock_send_length": "send",
-    "sock:sock_recv_length": "recv",
     "tcp:tcp_probe": "probe",
 }
 SIDES = ("no-probes", "tracepoints", "raw", "agent")
@@ -90,57 +88,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Hooks:
-    """Owns the empty programs and the agent's probes; attaches one side's three hooks at a
+    """Owns the empty programs and the agent's probes; attaches one side's hooks at a
     time. The agent's probes are loaded before the ping-pong connects, so its sockets are
-    ones the agent saw open (the common case), then its three hot tracepoints are detached
+    ones the agent saw open (the common case), then its hot tracepoint is detached
     until the agent's batches."""
 
     def __init__(self) -> None:
         from bcc import BPF
 
-        from netsprint.agent.probes import RAW_ARGS, TRACEPOINTS, AgentProbes
+        from netsprint.agent.probes import TRACEPOINTS, AgentProbes
 
         self.empty = BPF(src_file=str(BENCH / "hooks.bpf.c"))
         self.agent = AgentProbes()
-        self.agent_bpf = self.agent.program.bpf  # the loaded bcc object: attach/detach by name
-        self.agent_functions = {tp: TRACEPOINTS[tp] for tp in HOT}
-        self.agent_raw = {tp: tp in RAW_ARGS for tp in HOT}  # as AgentProbes attaches them
-        for tracepoint in HOT:
-            self._attach(self.agent_bpf, tracepoint, "", raw=self.agent_raw[tracepoint], attach=False)
+        # the agent's hot programs, BTF-typed raw tracepoints as AgentProbes attaches them
+        self.agent_hot = {TRACEPOINTS[tp]: self.agent.program.btf_tracepoints[TRACEPOINTS[tp]]
+                          for tp in HOT}
+        for program in self.agent_hot.values():
+            program.detach()
 
-    def _hooks(self, side: str) -> list[tuple[object, str, str, bool]]:
-        """(bcc object, tracepoint, function name, raw?) of a side's three hooks."""
-        if side == "no-probes":
+    def _hooks(self, side: str) -> list[tuple[str, str, bool]]:
+        """(tracepoint, empty function name, raw?) of an empty-program side's hooks."""
+        if side in ("no-probes", "agent"):
             return []
-        if side == "agent":
-            return [(self.agent_bpf, tp, self.agent_functions[tp], self.agent_raw[tp]) for tp in HOT]
         raw = side == "raw"
         prefix = "ns_hook_raw_" if raw else "ns_hook_tp_"
-        return [(self.empty, tp, prefix + suffix, raw) for tp, suffix in HOT.items()]
+        return [(tp, prefix + suffix, raw) for tp, suffix in HOT.items()]
 
-    @staticmethod
-    def _attach(bpf, tracepoint: str, fn: str, *, raw: bool, attach: bool) -> None:
+    def _attach(self, tracepoint: str, fn: str, *, raw: bool, attach: bool) -> None:
         name = tracepoint.partition(":")[2] if raw else tracepoint
         if attach and raw:
-            bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=fn.encode())
+            self.empty.attach_raw_tracepoint(tp=name.encode(), fn_name=fn.encode())
         elif attach:
-            bpf.attach_tracepoint(tp=name.encode(), fn_name=fn.encode())
+            self.empty.attach_tracepoint(tp=name.encode(), fn_name=fn.encode())
         elif raw:
-            bpf.detach_raw_tracepoint(name.encode())
+            self.empty.detach_raw_tracepoint(name.encode())
         else:
-            bpf.detach_tracepoint(name.encode())
+            self.empty.detach_tracepoint(name.encode())
 
-    def functions(self, side: str) -> dict[str, object]:
-        """Program name -> bcc function (with its fd) of a side's three hooks."""
-        return {fn: bpf.funcs[fn.encode()] for bpf, _tp, fn, _raw in self._hooks(side)}
+    def program_fds(self, side: str) -> dict[str, int]:
+        """Program name -> fd of a side's hooks."""
+        if side == "agent":
+            return {name: program.prog_fd for name, program in self.agent_hot.items()}
+        return {fn: self.empty.funcs[fn.encode()].fd for _tp, fn, _raw in self._hooks(side)}
 
     def attach(self, side: str) -> None:
-        for bpf, tracepoint, fn, raw in self._hooks(side):
-            self._attach(bpf, tracepoint, fn, raw=raw, attach=True)
+        if side == "agent":
+            for program in self.agent_hot.values():
+                program.attach()
+        for tracepoint, fn, raw in self._hooks(side):
+            self._attach(tracepoint, fn, raw=raw, attach=True)
 
     def detach(self, side: str) -> None:
-        for bpf, tracepoint, fn, raw in self._hooks(side):
-            self._attach(bpf, tracepoint, fn, raw=raw, attach=False)
+        if side == "agent":
+            for program in self.agent_hot.values():
+                program.detach()
+        for tracepoint, fn, raw in self._hooks(side):
+            self._attach(tracepoint, fn, raw=raw, attach=False)
 
     def close(self) -> None:
         self.empty.cleanup()
@@ -209,11 +212,11 @@ def program_run_times(hooks: Hooks, pingpong: PingPong, measure) -> dict[str, di
     result = {}
     with RunTimeStats():
         for side in STATS_SIDES:
-            functions = hooks.functions(side)
-            before = {name: program_counters(fn.fd) for name, fn in functions.items()}
+            fds = hooks.program_fds(side)
+            before = {name: program_counters(fd) for name, fd in fds.items()}
             measure(Peer(side, ()))
-            for name, fn in functions.items():
-                runs, ns = (now - then for now, then in zip(program_counters(fn.fd), before[name]))
+            for name, fd in fds.items():
+                runs, ns = (now - then for now, then in zip(program_counters(fd), before[name]))
                 result[name] = {"side": side, "runs": runs, "ns_per_run": ns / runs if runs else 0.0}
     return result
 

@@ -24,6 +24,9 @@ from netsprint.ebpf.loader import INCLUDE_DIR
 from netsprint.errors import DecodeError
 
 OUR_PREFIX = "ns_"
+# Iterator programs cannot take our prefix: bcc names one after its target (the function
+# must be bpf_iter__<target>), and the agent's is the project's only one.
+OUR_ITERATORS = {"bpf_map_elem"}
 S = TypeVar("S", bound=ctypes.Structure)
 
 
@@ -81,13 +84,15 @@ def fill(mirror: type[S], **fields) -> S:
 
 
 def our_programs() -> dict[int, str]:
-    """id -> name of every loaded BPF program whose name starts with `ns_`. Without bpftool
-    this skips (a failure under REQUIRE_ALL): an empty answer would pass every leftover check."""
+    """id -> name of every loaded BPF program whose name starts with `ns_`, and of iterators
+    named as ours (OUR_ITERATORS). Without bpftool this skips (a failure under REQUIRE_ALL):
+    an empty answer would pass every leftover check."""
     bpftool = needs_tool("bpftool", "bpftool")
     out = subprocess.run([bpftool, "prog", "show", "--json"], capture_output=True, text=True,
                          timeout=30).stdout
     return {p["id"]: p.get("name", "") for p in json.loads(out or "[]")
-            if p.get("name", "").startswith(OUR_PREFIX)}
+            if p.get("name", "").startswith(OUR_PREFIX)
+            or (p.get("type") == "tracing" and p.get("name") in OUR_ITERATORS)}
 
 
 def still_loaded(programs: set[int], within: float = 3.0) -> set[int]:

@@ -27,10 +27,12 @@ from bpfutil import assert_mirror_matches, our_programs, run_unprivileged, still
 
 from netsprint.agent.buckets import slot_of_microseconds as slot_of
 from netsprint.agent.model import HISTOGRAM_SLOTS, FlowCounters, FlowKey, Log2Histogram
-from netsprint.agent.probes import (FIELDS, HEADER, RAW_ARGS, READ_ATTEMPTS, TRACEPOINTS,
-                                    AgentProbes, BatchReader, FlowCountersRecord, FlowKeyRecord, HistogramRecord,
-                                    SocketRecord, address_text, flow_key, keep_bytes_monotonic,
-                                    kernel_field_flags, sum_counters, sum_histogram)
+from netsprint.agent.probes import (FIELDS, HEADER, ITERATOR_PROGRAM, RAW_ARGS, READ_ATTEMPTS,
+                                    TRACEPOINTS, AgentProbes, BatchReader, FlowCountersRecord,
+                                    FlowKeyRecord, HistogramRecord, LiveSocketRecord, SocketRecord,
+                                    address_text, flow_key, keep_bytes_monotonic,
+                                    keep_histograms_monotonic, kernel_field_flags, sum_counters,
+                                    sum_histogram)
 from netsprint.ebpf.btf import BtfError, Field
 from netsprint.ebpf.loader import BpfLoadError
 from netsprint.lab.pods import cgroup2_mount, join_cgroup_argv, process_cgroup
@@ -126,6 +128,7 @@ def test_a_tracepoint_with_other_arguments_is_refused():
     (SocketRecord, "struct agent_socket"),
     (FlowCountersRecord, "struct agent_flow_counters"),
     (HistogramRecord, "struct agent_histogram"),
+    (LiveSocketRecord, "struct agent_live_socket"),
 ])
 def test_ctypes_mirrors_match_the_header(mirror, struct_name):
     assert_mirror_matches(mirror, HEADER, struct_name)
@@ -178,8 +181,8 @@ def test_per_cpu_values_are_summed():
 
 @pytest.mark.unit
 def test_exported_byte_counts_never_go_down():
-    # A socket destroyed between the reads of `flows` and `sockets` is in neither: that read
-    # is short, and a Prometheus counter that goes down reads as a restart.
+    # A socket that closes between the reads of `flows` and the live sockets is in neither:
+    # that read is short, and a Prometheus counter that goes down reads as a restart.
     key, other, gone = FlowKey(1, "10.0.0.1", "10.0.0.2"), FlowKey(2, "", ""), FlowKey(3, "", "")
     reported: dict = {}
     first = {key: FlowCounters(opened_outbound=1, sent_bytes=500, received_bytes=70),
@@ -194,6 +197,25 @@ def test_exported_byte_counts_never_go_down():
     caught_up = {key: FlowCounters(sent_bytes=650, received_bytes=80)}
     keep_bytes_monotonic(caught_up, reported)
     assert caught_up[key].sent_bytes == 650
+
+
+@pytest.mark.unit
+def test_exported_histograms_never_go_down():
+    # The same race for RTT samples: each bucket of a histogram is a counter too.
+    def hist(slot3: int, slot5: int, sum_us: int) -> Log2Histogram:
+        return Log2Histogram(tuple(slot3 if i == 3 else slot5 if i == 5 else 0
+                                   for i in range(HISTOGRAM_SLOTS)), sum_us)
+
+    key, gone = FlowKey(1, "10.0.0.1", "10.0.0.2"), FlowKey(3, "", "")
+    reported: dict = {}
+    first = {key: hist(4, 1, 60), gone: hist(1, 0, 9)}
+    keep_histograms_monotonic(first, reported)
+    short = {key: hist(2, 3, 70)}  # slot 3 short, slot 5 grew
+    keep_histograms_monotonic(short, reported)
+    assert short == {key: hist(4, 3, 70), gone: hist(1, 0, 9)}
+    caught_up = {key: hist(5, 3, 80), gone: hist(1, 0, 9)}
+    keep_histograms_monotonic(caught_up, reported)
+    assert caught_up[key] == hist(5, 3, 80)
 
 
 # --- ground truth helpers ----------------------------------------------------------------------
@@ -307,32 +329,62 @@ def test_connections_bytes_and_connect_time_are_counted_per_flow(needs_bcc, prob
     with listener(server_ip) as server:
         conns = [Connection(server, client_ip) for _ in range(n)]
         read = sum(c.send_and_read(size) for c, size in zip(conns, sizes))
-        outbound, inbound_open = FlowKey(me, client_ip, server_ip), FlowKey(0, server_ip, client_ip)
-        inbound_used = FlowKey(me, server_ip, client_ip)
-        snap = wait_for(probes, lambda s: counters(s, inbound_used).received_bytes >= read)
+        # both sides are the socket's own cgroup: the listener's for the accepted ones
+        outbound, inbound = FlowKey(me, client_ip, server_ip), FlowKey(me, server_ip, client_ip)
+        # sent counts what the peer acknowledged, so wait for the last ACKs too
+        snap = wait_for(probes, lambda s: counters(s, inbound).received_bytes >= read
+                        and counters(s, outbound).sent_bytes >= sum(sizes))
         assert counters(snap, outbound) == FlowCounters(opened_outbound=n, sent_bytes=sum(sizes))
-        # accepted in softirq: opened under cgroup 0; the first read (process context) sets the cgroup
-        assert counters(snap, inbound_open) == FlowCounters(opened_inbound=n)
-        assert counters(snap, inbound_used) == FlowCounters(received_bytes=read)
+        assert counters(snap, inbound) == FlowCounters(opened_inbound=n, received_bytes=read)
         assert read == sum(sizes)
         live = ours_live()
-        assert len(live) == 2 * n and all(r.opened for r in live)
+        assert len(live) == 2 * n and all(r.opened and r.counting for r in live)
         for c in conns:
             c.close()
     snap = wait_for(probes, lambda s: counters(s, outbound).closed == n
-                    and counters(s, inbound_open).closed == n)
+                    and counters(s, inbound).closed == n)
     assert counters(snap, outbound).closed == n and counters(snap, outbound).active == 0
-    assert counters(snap, inbound_open).closed == n and counters(snap, inbound_open).active == 0
+    assert counters(snap, inbound).closed == n and counters(snap, inbound).active == 0
     duration = snap.connect_duration[outbound]
     assert duration.count == n and duration.sum_us > 0
-    assert FlowKey(0, server_ip, client_ip) not in snap.connect_duration  # outbound only
+    assert inbound not in snap.connect_duration  # outbound only
     assert snap.srtt[outbound].count > 0
-    # closed sockets are forgotten at tcp:tcp_destroy_sock, their bytes kept in their flows
+    # closed sockets are forgotten at CLOSE, their bytes kept in their flows: each FIN took a
+    # sequence number in bytes_acked and bytes_received, and neither is a payload byte
     gone = wait_for(probes, lambda s: not ours_live())
     assert not ours_live(), "socket entries left after every socket was closed"
     assert gone.probes_attached == len(TRACEPOINTS)
     assert counters(gone, outbound).sent_bytes == sum(sizes)
-    assert counters(gone, inbound_used).received_bytes == read
+    assert counters(gone, inbound).received_bytes == read
+    assert counters(gone, outbound).received_bytes == counters(gone, inbound).sent_bytes == 0
+
+
+@pytest.mark.bpf
+def test_fins_are_not_bytes_while_a_socket_lives(needs_bcc, probes):
+    # Half-closed, both sockets still open (FIN_WAIT2 and CLOSE_WAIT): the live read (the
+    # iterator) must take the FIN out on both ends, acknowledged and arrived.
+    server_ip, client_ip, up, down = "127.77.8.1", "127.77.8.2", 2_345, 678
+    me = own_cgroup_id()
+    outbound, inbound = FlowKey(me, client_ip, server_ip), FlowKey(me, server_ip, client_ip)
+    with listener(server_ip) as server:
+        conn = Connection(server, client_ip)
+        try:
+            conn.client.sendall(b"u" * up)
+            conn.client.shutdown(socket.SHUT_WR)
+            assert len(conn.server.recv(up, socket.MSG_WAITALL)) == up
+            assert conn.server.recv(1) == b""  # the FIN arrived
+            conn.server.sendall(b"d" * down)  # CLOSE_WAIT may still send
+            assert len(conn.client.recv(down, socket.MSG_WAITALL)) == down
+            want = {outbound: (up, down), inbound: (down, up)}
+            snap = wait_for(probes, lambda s: all(
+                (counters(s, k).sent_bytes, counters(s, k).received_bytes) == v for k, v in want.items()))
+            assert {k: (counters(snap, k).sent_bytes, counters(snap, k).received_bytes)
+                    for k in want} == want
+            live = [r for r in probes.sockets().values()
+                    if address_text(r.key.family, r.key.local) in (server_ip, client_ip)]
+            assert sorted(r.fin_queued for r in live) == [0, 1]  # the iterator's case, not CLOSE's
+        finally:
+            conn.close()
 
 
 def disconnect(sock: socket.socket) -> None:
@@ -346,8 +398,8 @@ def disconnect(sock: socket.socket) -> None:
 
 @pytest.mark.bpf
 def test_bytes_survive_a_socket_that_connects_again(needs_bcc, probes):
-    # The second connect() starts a new entry for the same socket; the first connection's
-    # bytes, still in the old entry, must reach the flow first.
+    # tcp_disconnect() zeroes the socket's byte counters after it passes CLOSE: the first
+    # connection's bytes must reach the flow at CLOSE, before the second connect().
     server_ip, client_ip, first, second = "127.77.7.1", "127.77.7.2", 3_333, 4_444
     key = FlowKey(own_cgroup_id(), client_ip, server_ip)
     with listener(server_ip) as server, socket.socket() as client:
@@ -358,9 +410,12 @@ def test_bytes_survive_a_socket_that_connects_again(needs_bcc, probes):
             with accepted:
                 client.sendall(b"r" * size)
                 assert len(accepted.recv(size, socket.MSG_WAITALL)) == size
+                accepted.sendall(b"k")  # carries the ACK of every byte: acknowledged is sent
+                assert client.recv(1) == b"k"
                 disconnect(client)
     snap = wait_for(probes, lambda s: counters(s, key).sent_bytes >= first + second)
     assert counters(snap, key).sent_bytes == first + second
+    assert counters(snap, key).received_bytes == 2
     assert counters(snap, key).opened_outbound == 2
 
 
@@ -429,25 +484,26 @@ def test_bytes_of_a_process_in_a_new_cgroup_carry_its_cgroup_id(needs_bcc, probe
 
 
 @pytest.mark.bpf
-def test_a_socket_opened_before_attach_counts_under_unknown_addresses(needs_bcc):
-    server_ip, client_ip, size = "127.77.5.1", "127.77.5.2", 777
+def test_a_socket_opened_before_attach_is_adopted_at_its_next_segment(needs_bcc):
+    # Established before the probes exist: no open to count, but from its next received
+    # segment on, its bytes and RTTs count under its own addresses and its own cgroup (the
+    # creating process's, not the one that sends on it later).
+    server_ip, client_ip, size, me = "127.77.5.1", "127.77.5.2", 777, own_cgroup_id()
     with listener(server_ip) as server, new_cgroup("netsprint-agent-old") as cgroup:
-        conn = Connection(server, client_ip)  # established before the probes exist
+        conn = Connection(server, client_ip)
         try:
             with AgentProbes() as fresh:
                 fd = conn.client.fileno()  # pass_fds keeps the number in the child
-                code = ("import socket\n"  # UDP and unix messages first: not TCP, not counted
-                        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                        "u.bind(('127.0.0.1', 0)); u.sendto(b'u' * 100, u.getsockname()); u.recv(200)\n"
-                        "a, b = socket.socketpair(); a.sendall(b'x' * 50); b.recv(100)\n"
-                        f"socket.socket(fileno={fd}).sendall(b'o' * {size})\n")
-                run_in_cgroup(cgroup, code, pass_fds=(fd,))
+                run_in_cgroup(cgroup, f"import socket\nsocket.socket(fileno={fd}).sendall(b'o' * {size})\n",
+                              pass_fds=(fd,))
                 assert conn.server.recv(size, socket.MSG_WAITALL) == b"o" * size
-                key = FlowKey(cgroup.stat().st_ino, "", "")
-                snap = wait_for(fresh, lambda s: counters(s, key).sent_bytes >= size)
-                assert counters(snap, key) == FlowCounters(sent_bytes=size)
-                # the receiver's RTT samples use the tracepoint's addresses, cgroup unknown
-                assert snap.srtt.get(FlowKey(0, server_ip, client_ip), Log2Histogram((), 0)).count > 0
+                outbound, inbound = FlowKey(me, client_ip, server_ip), FlowKey(me, server_ip, client_ip)
+                snap = wait_for(fresh, lambda s: counters(s, outbound).sent_bytes >= size
+                                and counters(s, inbound).received_bytes >= size)
+                assert counters(snap, outbound) == FlowCounters(sent_bytes=size)
+                assert counters(snap, inbound) == FlowCounters(received_bytes=size)
+                assert FlowKey(cgroup.stat().st_ino, "", "") not in snap.flows
+                assert snap.srtt[inbound].count > 0
         finally:
             conn.close()
 
@@ -542,7 +598,7 @@ def test_close_unloads_every_program_and_is_idempotent(needs_bcc):
     try:
         mine = held_program_ids() - before  # not another test run's agent
         loaded = {prog: name for prog, name in our_programs().items() if prog in mine}
-        assert sorted(loaded.values()) == sorted(TRACEPOINTS.values())
+        assert sorted(loaded.values()) == sorted([*TRACEPOINTS.values(), ITERATOR_PROGRAM])
         assert probes.probes_attached == len(TRACEPOINTS)
     finally:
         probes.close()

@@ -39,8 +39,9 @@ FLOW_COUNTERS: tuple[tuple[str, str, str], ...] = (
     (model.CLOSED, "TCP connections that reached CLOSE after being opened.", "closed"),
     (model.CONNECT_FAILURES, "Active opens that went from SYN_SENT to CLOSE (refused, "
      "unreachable, timed out).", "connect_failures"),
-    (model.SENT_BYTES, "TCP payload bytes sent (sock:sock_send_length).", "sent_bytes"),
-    (model.RECEIVED_BYTES, "TCP payload bytes received (sock:sock_recv_length).",
+    (model.SENT_BYTES, "TCP payload bytes sent and acknowledged by the peer "
+     "(tcp_sock.bytes_acked).", "sent_bytes"),
+    (model.RECEIVED_BYTES, "TCP payload bytes received in sequence (tcp_sock.bytes_received).",
      "received_bytes"),
     (model.RETRANSMITS, "TCP segments retransmitted (tcp:tcp_retransmit_skb).",
      "retransmitted_segments"),

@@ -61,8 +61,8 @@ class FlowCounters:
     opened_inbound: int = 0    # SYN_RECV -> ESTABLISHED (accepted)
     closed: int = 0            # an opened connection reached CLOSE
     connect_failures: int = 0  # SYN_SENT -> CLOSE (refused, unreachable, timed out)
-    sent_bytes: int = 0        # sock:sock_send_length, return value > 0
-    received_bytes: int = 0    # sock:sock_recv_length, return value > 0
+    sent_bytes: int = 0        # payload the peer acknowledged (tcp_sock.bytes_acked)
+    received_bytes: int = 0    # payload received in sequence (tcp_sock.bytes_received)
     retransmitted_segments: int = 0  # tcp:tcp_retransmit_skb
 
     @property

@@ -4,36 +4,37 @@
 // match the kernel (docs/ebpf.md, "Why tracepoints first").
 //
 // Hooks, each keyed by the socket's address (skaddr / sk, the same pointer everywhere):
-//   sock:inet_sock_set_state  opens, closes, connect failures, connect duration
-//   sock:sock_send_length     raw: payload bytes sent (kernel >= 6.3), process context
-//   sock:sock_recv_length     raw: payload bytes received, MSG_PEEK excluded, process context
+//   sock:inet_sock_set_state  opens, closes, connect failures, connect duration; where a
+//                             socket's byte counts start, its FIN; at CLOSE, its bytes
 //   tcp:tcp_retransmit_skb    retransmitted segments
-//   tcp:tcp_probe             raw: smoothed RTT, once per received segment (kept minimal)
-//   tcp:tcp_destroy_sock      moves the socket's bytes into its flow, forgets the socket
+//   tcp:tcp_probe             BTF-typed raw: smoothed RTT, per received segment (kept minimal)
+// and one program that runs only when the agent reads: bpf_iter__bpf_map_elem, an iterator
+// over `sockets` that writes each live socket's bytes and RTT samples so far (struct agent_live_socket).
 //
-// Why raw for those three: they run on every message or segment, and a classic tracepoint
-// fills its event record before the program runs, which doubles what the hook costs before
-// the program does anything (measured: docs/performance.md, "Agent overhead").
-// A raw program gets the C arguments instead, so it reads the fields it needs itself, with
-// bpf_probe_read_kernel at AGENT_OFF_* offsets that probes.py takes from the running
-// kernel's BTF at load time (never from the headers, which are another kernel's).
+// Why no hook counts bytes: a hook on every message (sock_send_length / sock_recv_length,
+// what weeks 10-11 use) costs the traffic four program runs per request-reply, and that
+// alone broke the agent's overhead budget (docs/performance.md, "Agent overhead"). The
+// kernel already counts each socket's bytes in its tcp_sock (bytes_acked, bytes_received:
+// RFC 4898, what tcp_info and `ss -i` report), so the agent reads those counters instead:
+// when a map read asks (the iterator) and at CLOSE, when they stop moving. The price is the
+// meaning: "sent" is what the peer acknowledged and "received" what arrived in sequence,
+// not what send() and recv() moved; the two agree once a connection is idle.
 //
-// Why bytes wait in the socket's entry: sock_send_length and sock_recv_length run on every
-// message, 4 runs per request-reply (docs/performance.md, "Agent overhead"). Adding to the
-// entry the socket lookup finds costs one lookup with an 8-byte key; going on to the flow
-// cost a second one with a 48-byte key (struct agent_flow_key). The entry's bytes move to
-// the flow at destroy, and a read adds the bytes of the live sockets (probes.py), so nothing
-// is lost while a socket lives. (tcp_probe is not sampled: the srtt histogram counts every
-// received segment's RTT. A random 1-in-8 sample saved nothing measurable while the hook was
-// a classic tracepoint; raw, the body is most of its cost, and docs/performance.md says what
-// sampling could still save.)
+// Why raw for tcp_probe: it runs on every segment, and a classic tracepoint fills its event
+// record before the program runs, which doubles what the hook costs before the program does
+// anything (measured: docs/performance.md). A raw program gets the C arguments instead, so it
+// reads the fields it needs itself, at AGENT_OFF_* offsets that probes.py takes from the
+// running kernel's BTF at load time (never from the headers, which are another kernel's).
+// It is BTF-typed (tp_btf), so its one hot read is a plain load; the state hook and the
+// iterator, off the hot path, read with bpf_probe_read_kernel. (The srtt histogram counts
+// every received segment's RTT: tcp_probe is not sampled.)
 //
 // Why per-CPU maps for `flows` and the histograms: many sockets of one pod talking to one
-// peer share one flow key, and sendmsg()/softirqs on several CPUs would update the same
-// value at once. In a per-CPU map each CPU has its own copy, so a plain `+=` is exact
-// (tracing programs do not nest on one CPU: the kernel's bpf_prog_active guard skips a
-// nested run) and no cache line bounces between CPUs; user space sums the copies. The
-// price is memory: max_flows x CPUs x value size, preallocated (224 B for a histogram).
+// peer share one flow key, and softirqs on several CPUs would update the same value at once.
+// In a per-CPU map each CPU has its own copy, so a plain `+=` is exact (tracing programs do
+// not nest on one CPU: the kernel's bpf_prog_active guard skips a nested run) and no cache
+// line bounces between CPUs; user space sums the copies. The price is memory: max_flows x
+// CPUs x value size, preallocated (224 B for a histogram).
 //
 // Why a plain hash (not LRU) for `sockets` and `flows`: a full map must refuse and be
 // counted (`lost`), not silently evict a live socket or a flow's cumulative counters.
@@ -41,9 +42,8 @@
 // per-CPU maps (docs/ebpf.md, maps).
 #include "probes.h"
 #include "inet_sock_set_state.h"  // struct set_state_args, TCP_* states, copy_addresses()
-#include "sock_events.h"          // struct destroy_args, MSG_PEEK_FLAG
 
-#ifndef AGENT_OFF_TCP_SRTT_US
+#ifndef AGENT_OFF_TCP_BYTES_ACKED
 #error "field offsets come from the kernel's BTF: load through probes.py AgentProbes"
 #endif
 
@@ -70,9 +70,9 @@ struct retransmit_args {
     int err;
 };
 
-// Sockets from SYN_SENT / SYN_RECV until the kernel destroys them. Deleted at destroy, not at
-// CLOSE: an application may still read queued bytes after the state reached CLOSE
-// (shutdown(SHUT_WR), then the peer's FIN), and those belong to the flow too.
+// Sockets from SYN_SENT / SYN_RECV (or their first tcp_probe) until they reach CLOSE, where
+// their byte counters stop: every TCP socket reaches CLOSE before the kernel destroys it,
+// and tcp_disconnect() (connect(AF_UNSPEC)) passes CLOSE before it zeroes them.
 BPF_HASH(sockets, __u64, struct agent_socket, AGENT_MAX_SOCKETS);
 BPF_TABLE("percpu_hash", struct agent_flow_key, struct agent_flow_counters, flows, AGENT_MAX_FLOWS);
 BPF_TABLE("percpu_hash", struct agent_flow_key, struct agent_histogram, connect_hist, AGENT_MAX_FLOWS);
@@ -82,6 +82,13 @@ BPF_PERCPU_ARRAY(lost, __u64, AGENT_LOST_SLOTS);
 // One all-zero histogram, never written: the initial value for a new histogram key (224
 // bytes would crowd the 512-byte BPF stack).
 BPF_ARRAY(zero_histogram, struct agent_histogram, 1);
+// Room for records too big for the 512-byte BPF stack, one slot per CPU: the iterator's
+// output (iterators can run at once), and a closing socket's entry on its way to its flow
+// (a separate map: a softirq's CLOSE can interrupt an iterator on the same CPU).
+BPF_PERCPU_ARRAY(live_record, struct agent_live_socket, 1);
+BPF_PERCPU_ARRAY(closing, struct agent_socket, 1);
+// One all-zero socket entry, never written: what a new `sockets` entry starts as.
+BPF_ARRAY(zero_socket, struct agent_socket, 1);
 
 static __always_inline void count_lost(__u32 index)
 {
@@ -150,71 +157,133 @@ static __always_inline void record_connect(struct agent_flow_key *key, __u64 us)
     add_sample(hist, us);
 }
 
-static __always_inline void record_srtt(struct agent_flow_key *key, __u64 us)
+// A closing socket's RTT samples join its flow's (per-CPU: sockets of one flow close on
+// several CPUs at once).
+static __always_inline void add_srtt_to_flow(struct agent_flow_key *key, struct agent_histogram *samples)
 {
-    struct agent_histogram *hist = srtt_hist.lookup(key);
-    if (!hist) {  // first sample of this flow: the slow path
-        __u32 zero_key = 0;
-        struct agent_histogram *zero = zero_histogram.lookup(&zero_key);
-        if (!zero)
-            return;
-        hist = srtt_hist.lookup_or_try_init(key, zero);
-        if (!hist) {
-            count_lost(AGENT_LOST_SRTT_HIST);
-            return;
-        }
+    if (!samples->sum_us)
+        return;  // no sample (each is at least 1 us)
+    __u32 zero_key = 0;
+    struct agent_histogram *zero = zero_histogram.lookup(&zero_key);
+    if (!zero)
+        return;
+    struct agent_histogram *hist = srtt_hist.lookup_or_try_init(key, zero);
+    if (!hist) {
+        count_lost(AGENT_LOST_SRTT_HIST);
+        return;
     }
-    add_sample(hist, us);
+    for (int slot = 0; slot < AGENT_HISTOGRAM_SLOTS; slot++)
+        hist->slots[slot] += samples->slots[slot];
+    hist->sum_us += samples->sum_us;
+}
+
+// --- reading the socket ------------------------------------------------------------------
+
+// enum sock_flags, include/net/sock.h: SOCK_DEAD is 0, SOCK_DONE 1. Only tcp_fin() sets
+// SOCK_DONE on a TCP socket (and tcp_disconnect() clears it): the peer's FIN arrived.
+#define SOCK_DONE_BIT 1
+
+static __always_inline __u64 read_u64(__u64 address)
+{
+    __u64 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), (void *)address);
+    return value;
+}
+
+static __always_inline __u32 read_u32(__u64 address)
+{
+    __u32 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), (void *)address);
+    return value;
+}
+
+// The cgroup v2 id of the socket: sk->sk_cgrp_data.cgroup->kn->id, what bpf_sk_cgroup_id()
+// gives. The kernel sets it when the socket is created (the creating task's cgroup) and an
+// accepted socket inherits its listener's, so it is right in softirq too, where the current
+// task is whoever was interrupted.
+static __always_inline __u64 socket_cgroup_id(__u64 sk)
+{
+    __u64 cgroup = read_u64(sk + AGENT_OFF_SK_CGROUP);
+    if (!cgroup)
+        return 0;
+    __u64 kn = read_u64(cgroup + AGENT_OFF_CGROUP_KN);
+    return kn ? read_u64(kn + AGENT_OFF_KERNFS_NODE_ID) : 0;
+}
+
+// Counting starts: the kernel's counters now are zero for this socket's flow.
+static __always_inline void start_counting(struct agent_socket *entry, __u64 sk)
+{
+    entry->acked_base = read_u64(sk + AGENT_OFF_TCP_BYTES_ACKED);
+    entry->received_base = read_u64(sk + AGENT_OFF_TCP_BYTES_RECEIVED);
+    entry->counting = 1;
+}
+
+// Payload bytes since counting started. bytes_acked counts our FIN once the peer acks it and
+// bytes_received the peer's FIN once it arrives in sequence (tcp_snd_una_update(),
+// tcp_rcv_nxt_update()); neither is payload.
+//   Ours: acked when snd_una passed the FIN's sequence number. The kernel adds to
+//   bytes_acked, then moves snd_una; reading them in that order, a read can be one byte
+//   high only if both loads fall between those two stores (a few instructions), and is
+//   otherwise exact or, when the stores fall between the loads, one byte short.
+//   The peer's: SOCK_DONE, set by tcp_fin() just after bytes_received took the FIN. A read
+//   that lands between those two stores (about 100 ns, once per connection) is one byte
+//   high; the next read and CLOSE are exact, but probes.py never lets an exported counter go
+//   down, so the flow's received bytes stay one high until they grow past it (docs/agent.md).
+static __always_inline void socket_bytes(struct agent_socket *entry, __u64 sk, __u64 *sent,
+                                         __u64 *received)
+{
+    __u64 acked = read_u64(sk + AGENT_OFF_TCP_BYTES_ACKED) - entry->acked_base;
+    if (entry->fin_queued && acked) {
+        __u32 snd_una = read_u32(sk + AGENT_OFF_TCP_SND_UNA);
+        if ((__s32)(snd_una - entry->fin_seq) > 0)
+            acked -= 1;
+    }
+    __u64 got = read_u64(sk + AGENT_OFF_TCP_BYTES_RECEIVED) - entry->received_base;
+    __u64 flags = read_u64(sk + AGENT_OFF_SKC_FLAGS);
+    if ((flags & (1ULL << SOCK_DONE_BIT)) && got)
+        got -= 1;
+    *sent = acked;
+    *received = got;
 }
 
 // --- sock:inet_sock_set_state ------------------------------------------------------------
 
-// The bytes a `sockets` entry holds, on their way to the flow when the entry goes away.
-// Taken out, then the entry is removed or replaced, then they are added to the flow: a map
-// read between the two steps sees them nowhere and is short until the next read (probes.py
-// keeps the exported counters from going down); the other order could show them twice.
-struct moving_bytes {
-    struct agent_flow_key key;
-    __u64 sent;
-    __u64 received;
-};
-
-static __always_inline void take_bytes(struct agent_socket *entry, struct moving_bytes *out)
+static __always_inline void add_bytes_to_flow(struct agent_flow_key *key, __u64 sent, __u64 received)
 {
-    out->key = entry->key;
-    out->sent = entry->sent_bytes;
-    out->received = entry->received_bytes;
-}
-
-static __always_inline void add_bytes_to_flow(struct moving_bytes *moved)
-{
-    if (!moved->sent && !moved->received)
+    if (!sent && !received)
         return;
-    struct agent_flow_counters *counters = flow_counters(&moved->key);
+    struct agent_flow_counters *counters = flow_counters(key);
     if (!counters)
         return;  // `flows` is full (counted): these bytes are lost
-    counters->sent_bytes += moved->sent;
-    counters->received_bytes += moved->received;
+    counters->sent_bytes += sent;
+    counters->received_bytes += received;
 }
 
-static __always_inline void start_socket(__u64 sk, __u8 direction, __u64 cgroup_id,
-                                         __u8 cgroup_known, __u64 start_ns)
+// A zeroed entry for `sk`, or NULL if `sockets` is full (counted). `replace`: a reused socket
+// address (connect() again after a failure) starts over; otherwise an entry a state change
+// on another CPU made meanwhile is kept.
+static __always_inline struct agent_socket *new_socket(__u64 sk, int replace)
 {
-    // connect() again on a socket that carried bytes (connect(AF_UNSPEC) disconnects it):
-    // its old entry is about to be overwritten, so its bytes go to their flow.
-    struct moving_bytes moved = {};
-    struct agent_socket *old = sockets.lookup(&sk);
-    if (old)
-        take_bytes(old, &moved);
-    struct agent_socket entry = {};
-    entry.key.cgroup_id = cgroup_id;
-    entry.cgroup_known = cgroup_known;
-    entry.direction = direction;
-    entry.connect_start_ns = start_ns;
-    // BPF_ANY: a reused socket address (connect() again after a failure) starts over.
-    if (sockets.update(&sk, &entry) != 0)
+    __u32 zero_key = 0;
+    struct agent_socket *zero = zero_socket.lookup(&zero_key);  // 304 bytes: not the stack
+    if (!zero)
+        return 0;
+    int refused = replace ? sockets.update(&sk, zero) : sockets.insert(&sk, zero);
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (refused && !entry)
         count_lost(AGENT_LOST_SOCKETS);
-    add_bytes_to_flow(&moved);
+    return entry;
+}
+
+static __always_inline struct agent_socket *start_socket(__u64 sk, __u8 direction, __u64 start_ns)
+{
+    struct agent_socket *entry = new_socket(sk, 1);
+    if (entry) {
+        entry->key.cgroup_id = socket_cgroup_id(sk);
+        entry->direction = direction;
+        entry->connect_start_ns = start_ns;
+    }
+    return entry;
 }
 
 static __always_inline void take_addresses(struct agent_socket *entry, struct set_state_args *args)
@@ -227,15 +296,13 @@ static __always_inline void on_established(__u64 sk, struct set_state_args *args
 {
     __u8 active = args->oldstate == TCP_SYN_SENT;
     struct agent_socket *entry = sockets.lookup(&sk);
-    if (!entry) {  // the handshake began before we attached; softirq now: cgroup unknown
-        start_socket(sk, active ? AGENT_ACTIVE : AGENT_PASSIVE, 0, 0, 0);
-        entry = sockets.lookup(&sk);
-        if (!entry)
-            return;  // `sockets` is full (already counted)
-    }
+    if (!entry)  // the handshake began before we attached
+        entry = start_socket(sk, active ? AGENT_ACTIVE : AGENT_PASSIVE, 0);
+    if (!entry)
+        return;  // `sockets` is full (counted)
     take_addresses(entry, args);
+    start_counting(entry, sk);
     entry->opened = 1;
-    entry->opened_cgroup_id = entry->key.cgroup_id;
     struct agent_flow_counters *counters = flow_counters(&entry->key);
     if (counters) {
         if (active)
@@ -247,29 +314,47 @@ static __always_inline void on_established(__u64 sk, struct set_state_args *args
         record_connect(&entry->key, (now - entry->connect_start_ns) / 1000);
 }
 
-static __always_inline void on_close(__u64 sk, struct set_state_args *args)
+// Our FIN is queued right after this transition (tcp_close_state(), then tcp_send_fin()):
+// write_seq is the sequence number it will take.
+static __always_inline void on_fin_queued(__u64 sk)
 {
     struct agent_socket *entry = sockets.lookup(&sk);
     if (!entry)
         return;
-    if (entry->opened) {
-        // Counted under the key the open was counted under, so `active` per key stays
-        // right even when a passive socket learned its cgroup in between.
-        struct agent_flow_key key = entry->key;
-        key.cgroup_id = entry->opened_cgroup_id;
-        entry->opened = 0;
-        struct agent_flow_counters *counters = flow_counters(&key);
+    entry->fin_seq = read_u32(sk + AGENT_OFF_TCP_WRITE_SEQ);
+    entry->fin_queued = 1;
+}
+
+// CLOSE: the socket's counters stop moving, so its bytes and RTT samples go to its flow and
+// it is forgotten (first taken out and removed, then added: a map read between the two steps
+// sees them nowhere and is short until the next read, and probes.py keeps the exported
+// counters from going down; the other order could show them twice).
+static __always_inline void on_close(__u64 sk, struct set_state_args *args)
+{
+    __u32 zero_key = 0;
+    struct agent_socket *moving = closing.lookup(&zero_key);
+    struct agent_socket *entry = sockets.lookup(&sk);
+    if (!moving || !entry)
+        return;
+    *moving = *entry;
+    __u64 sent = 0, received = 0;
+    if (moving->counting)
+        socket_bytes(moving, sk, &sent, &received);
+    sockets.delete(&sk);
+    if (moving->opened) {
+        struct agent_flow_counters *counters = flow_counters(&moving->key);
         if (counters)
             counters->closed += 1;
     } else if (args->oldstate == TCP_SYN_SENT) {
-        // Refused, unreachable or timed out (in softirq: the cgroup is the one connect()
-        // ran in, recorded at SYN_SENT). The entry has no addresses yet (they are taken at
-        // ESTABLISHED); the tracepoint carries the ones connect() set.
-        take_addresses(entry, args);
-        struct agent_flow_counters *counters = flow_counters(&entry->key);
+        // Refused, unreachable or timed out. The entry has no addresses yet (they are taken
+        // at ESTABLISHED); the tracepoint carries the ones connect() set.
+        take_addresses(moving, args);
+        struct agent_flow_counters *counters = flow_counters(&moving->key);
         if (counters)
             counters->connect_failures += 1;
     }
+    add_bytes_to_flow(&moving->key, sent, received);
+    add_srtt_to_flow(&moving->key, &moving->srtt);
 }
 
 int ns_agent_state(struct set_state_args *args)
@@ -279,95 +364,17 @@ int ns_agent_state(struct set_state_args *args)
     __u64 sk = args->skaddr;
     int oldstate = args->oldstate, newstate = args->newstate;
     if (newstate == TCP_SYN_SENT) {
-        // connect(): process context, so the current cgroup is the connecting process's.
-        start_socket(sk, AGENT_ACTIVE, bpf_get_current_cgroup_id(), 1, bpf_ktime_get_ns());
+        start_socket(sk, AGENT_ACTIVE, bpf_ktime_get_ns());
     } else if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-        // A passive child, created in softirq: the current task is whoever was interrupted.
-        start_socket(sk, AGENT_PASSIVE, 0, 0, 0);
+        start_socket(sk, AGENT_PASSIVE, 0);
     } else if (newstate == TCP_ESTABLISHED
                && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
         on_established(sk, args, bpf_ktime_get_ns());
+    } else if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
+        on_fin_queued(sk);
     } else if (newstate == TCP_CLOSE) {
         on_close(sk, args);
     }
-    return 0;
-}
-
-int ns_agent_destroy(struct destroy_args *args)
-{
-    __u64 sk = args->skaddr;
-    struct agent_socket *entry = sockets.lookup(&sk);
-    if (!entry)
-        return 0;
-    // No sendmsg/recvmsg can add to the entry now: the socket is being freed.
-    struct moving_bytes moved;
-    take_bytes(entry, &moved);
-    sockets.delete(&sk);
-    add_bytes_to_flow(&moved);
-    return 0;
-}
-
-// --- sock:sock_send_length / sock_recv_length (raw) -----------------------------------------
-
-// Is a socket the probes never saw open a TCP one? Only asked on the slow path: every socket
-// in `sockets` is TCP, and unix, UDP and netlink sockets send through these hooks too.
-static __always_inline int is_inet_tcp(__u64 sk)
-{
-    __u16 family = 0, protocol = 0;
-    bpf_probe_read_kernel(&family, sizeof(family), (void *)(sk + AGENT_OFF_SKC_FAMILY));
-    bpf_probe_read_kernel(&protocol, sizeof(protocol), (void *)(sk + AGENT_OFF_SK_PROTOCOL));
-    return (family == NS_AF_INET || family == NS_AF_INET6) && protocol == NS_IPPROTO_TCP;
-}
-
-// Runs in process context (the sendmsg/recvmsg caller), so the current cgroup is the user's.
-static __always_inline void count_payload(__u64 sk, __u64 bytes, int sent)
-{
-    struct agent_socket *entry = sockets.lookup(&sk);
-    if (entry) {
-        if (!entry->cgroup_known) {  // the first user of an accepted socket
-            entry->key.cgroup_id = bpf_get_current_cgroup_id();
-            entry->cgroup_known = 1;
-        }
-        // Atomic: the tracepoint fires after sendmsg/recvmsg released the socket lock, so
-        // two threads sending on one socket can add at once.
-        if (sent)
-            __sync_fetch_and_add(&entry->sent_bytes, bytes);
-        else
-            __sync_fetch_and_add(&entry->received_bytes, bytes);
-        return;
-    }
-    if (!is_inet_tcp(sk))
-        return;
-    // Opened before we attached: no addresses, only who uses it (UNKNOWN downstream).
-    struct agent_flow_key key = {};
-    key.cgroup_id = bpf_get_current_cgroup_id();
-    struct agent_flow_counters *counters = flow_counters(&key);
-    if (!counters)
-        return;
-    if (sent)
-        counters->sent_bytes += bytes;
-    else
-        counters->received_bytes += bytes;
-}
-
-// Raw tracepoint arguments are the tracepoint's TP_PROTO (include/trace/events/sock.h):
-// (struct sock *sk, int ret, int flags); `ret` is the bytes moved or -errno.
-int ns_agent_send(struct bpf_raw_tracepoint_args *ctx)
-{
-    int ret = (int)ctx->args[1];
-    if (ret <= 0)
-        return 0;
-    count_payload(ctx->args[0], ret, 1);
-    return 0;
-}
-
-int ns_agent_recv(struct bpf_raw_tracepoint_args *ctx)
-{
-    // A peek leaves the bytes queued; the read that takes them counts them.
-    int ret = (int)ctx->args[1], flags = (int)ctx->args[2];
-    if (ret <= 0 || (flags & MSG_PEEK_FLAG))
-        return 0;
-    count_payload(ctx->args[0], ret, 0);
     return 0;
 }
 
@@ -393,38 +400,83 @@ int ns_agent_retrans(struct retransmit_args *args)
 
 // --- tcp:tcp_probe (raw) ------------------------------------------------------------------
 
-// The key of a socket opened before we attached, from its struct sock_common: cgroup unknown.
-// `key` must be zeroed: an IPv4 address fills only 4 of the 16 bytes.
-static __always_inline void key_from_sock(struct agent_flow_key *key, __u64 sk)
+// A socket established before we attached, met at its first segment since: from now on it is
+// counted like the others (its bytes from this moment), under its own addresses and cgroup.
+static __always_inline struct agent_socket *adopt_socket(__u64 sk)
 {
-    bpf_probe_read_kernel(&key->family, sizeof(key->family), (void *)(sk + AGENT_OFF_SKC_FAMILY));
-    if (key->family == NS_AF_INET) {
-        bpf_probe_read_kernel(key->local, 4, (void *)(sk + AGENT_OFF_SKC_RCV_SADDR));
-        bpf_probe_read_kernel(key->peer, 4, (void *)(sk + AGENT_OFF_SKC_DADDR));
+    struct agent_socket *entry = new_socket(sk, 0);
+    if (!entry || entry->counting)
+        return entry;
+    entry->key.cgroup_id = socket_cgroup_id(sk);
+    bpf_probe_read_kernel(&entry->key.family, sizeof(entry->key.family),
+                          (void *)(sk + AGENT_OFF_SKC_FAMILY));
+    if (entry->key.family == NS_AF_INET) {
+        bpf_probe_read_kernel(entry->key.local, 4, (void *)(sk + AGENT_OFF_SKC_RCV_SADDR));
+        bpf_probe_read_kernel(entry->key.peer, 4, (void *)(sk + AGENT_OFF_SKC_DADDR));
     } else {
-        bpf_probe_read_kernel(key->local, 16, (void *)(sk + AGENT_OFF_SKC_V6_RCV_SADDR));
-        bpf_probe_read_kernel(key->peer, 16, (void *)(sk + AGENT_OFF_SKC_V6_DADDR));
+        bpf_probe_read_kernel(entry->key.local, 16, (void *)(sk + AGENT_OFF_SKC_V6_RCV_SADDR));
+        bpf_probe_read_kernel(entry->key.peer, 16, (void *)(sk + AGENT_OFF_SKC_V6_DADDR));
     }
+    start_counting(entry, sk);
+    return entry;
 }
 
 // Fires for every segment an established socket receives (tcp_rcv_established), so it does
-// the least it can: one field read, one socket lookup, one histogram lookup, three adds.
-// Arguments: (struct sock *sk, struct sk_buff *skb) (include/trace/events/tcp.h).
-int ns_agent_srtt(struct bpf_raw_tracepoint_args *ctx)
+// the least it can: one socket lookup, one field load, two adds in the entry. Loaded as a
+// BTF-typed raw tracepoint (probes.py): ctx[] are the tracepoint's arguments (struct sock
+// *sk, struct sk_buff *skb; include/trace/events/tcp.h) and the verifier knows their types,
+// so srtt_us is a plain load from the tcp_sock bpf_skc_to_tcp_sock() hands back, where
+// bpf_probe_read_kernel cost a third of this program's time (docs/performance.md).
+int ns_agent_srtt(unsigned long long *ctx)
 {
-    __u64 sk = ctx->args[0];
-    __u32 srtt_us8 = 0;  // tcp_sock.srtt_us: the smoothed RTT in microseconds, times 8
-    bpf_probe_read_kernel(&srtt_us8, sizeof(srtt_us8), (void *)(sk + AGENT_OFF_TCP_SRTT_US));
-    __u64 us = srtt_us8 >> 3;  // as the classic tcp_probe event reports it
-    if (us == 0)  // no RTT sample yet
-        return 0;
+    __u64 sk = ctx[0];
     struct agent_socket *entry = sockets.lookup(&sk);
-    if (entry) {
-        record_srtt(&entry->key, us);
-        return 0;
+    if (!entry) {
+        entry = adopt_socket(sk);
+        if (!entry)
+            return 0;  // `sockets` is full (counted)
     }
-    struct agent_flow_key key = {};  // opened before we attached
-    key_from_sock(&key, sk);
-    record_srtt(&key, us);
+    struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)ctx[0]);
+    if (!tp)
+        return 0;
+    // tcp_sock.srtt_us: the smoothed RTT in microseconds, times 8
+    __u64 us = *(__u32 *)((char *)tp + AGENT_OFF_TCP_SRTT_US) >> 3;  // as TCP_INFO reports it
+    if (us)  // 0: no RTT sample yet
+        add_sample(&entry->srtt, us);
+    return 0;
+}
+
+// --- the `sockets` iterator: runs when the agent reads, never on the traffic's path --------
+
+struct bpf_iter_meta {
+    void *seq;
+    __u64 session_id;
+    __u64 seq_num;
+};
+
+// The context of an iterator over a map's elements (kernel/bpf/map_iter.c); the verifier
+// checks it against the kernel's own. key and value are NULL on the last call.
+struct bpf_iter__bpf_map_elem {
+    struct bpf_iter_meta *meta;
+    void *map;
+    void *key;
+    void *value;
+};
+
+int bpf_iter__bpf_map_elem(struct bpf_iter__bpf_map_elem *ctx)
+{
+    __u64 *sk = ctx->key;
+    struct agent_socket *entry = ctx->value;
+    if (!sk || !entry || !entry->counting)
+        return 0;
+    __u32 zero_key = 0;
+    struct agent_live_socket *out = live_record.lookup(&zero_key);  // 288 bytes: not the stack
+    if (!out)
+        return 0;
+    out->key = entry->key;
+    socket_bytes(entry, *sk, &out->sent_bytes, &out->received_bytes);
+    out->srtt = entry->srtt;
+    if (out->sent_bytes || out->received_bytes || out->srtt.sum_us)
+        bpf_seq_write(ctx->meta->seq, out, sizeof(*out));
     return 0;
 }

@@ -1,10 +1,11 @@
 // The map layouts the agent's probes (probes.bpf.c) share with user space (probes.py).
 //
-// Keys and values of four maps: `sockets` (one entry per TCP socket seen opening, with its
-// bytes not yet moved to its flow),
-// `flows` (counters per flow key), `connect_hist` and `srtt_hist` (log2 histograms per flow
-// key). Only __u8/__u16/__u64 with the padding written out, largest fields first, so bcc
-// and gcc lay them out alike (tests/test_agent_probes.py compares with a ctypes mirror).
+// Keys and values of four maps: `sockets` (one entry per TCP socket from its open until it
+// reaches CLOSE, with where its byte counts start), `flows` (counters per flow key),
+// `connect_hist` and `srtt_hist` (log2 histograms per flow key); and the record the
+// `sockets` iterator writes for each live socket (struct agent_live_socket). Only
+// __u8/__u16/__u32/__u64 with the padding written out, largest fields first, so bcc and gcc
+// lay them out alike (tests/test_agent_probes.py compares with a ctypes mirror).
 #ifndef NETSPRINT_AGENT_PROBES_H
 #define NETSPRINT_AGENT_PROBES_H
 
@@ -34,20 +35,43 @@ struct agent_flow_key {
     __u16 pad[3];           // explicit and zeroed: hash keys compare every byte
 };
 
+// A log2 histogram of microseconds and the exact sum of what went in.
+struct agent_histogram {
+    __u64 slots[AGENT_HISTOGRAM_SLOTS];
+    __u64 sum_us;
+};
+
 // What the probes remember about one socket between its events (key: the struct sock
 // address, the same pointer in every tracepoint used here).
+//
+// Bytes are the kernel's own per-socket counters (RFC 4898 as tcp_info reports them), read
+// when a map read asks and once more at CLOSE: tcp_sock.bytes_acked (sent bytes the peer
+// acknowledged) and tcp_sock.bytes_received (bytes received in sequence). Both also count
+// the SYN and FIN sequence numbers, so the entry keeps where counting began and when our
+// FIN was queued (probes.bpf.c, socket_bytes()).
 struct agent_socket {
     struct agent_flow_key key;  // where this socket's bytes, retransmits and RTTs are counted
     __u64 connect_start_ns;     // bpf_ktime_get_ns() at SYN_SENT; 0 if not seen (passive)
-    __u64 opened_cgroup_id;     // key.cgroup_id when the open was counted: CLOSE counts there
-    // Payload bytes not yet in `flows`: added here on the hot path (one lookup), moved into
-    // the flow's counters when the socket is destroyed; user space adds the live ones.
-    __u64 sent_bytes;
-    __u64 received_bytes;
+    __u64 acked_base;           // tcp_sock.bytes_acked when counting began (1: our SYN, outbound)
+    __u64 received_base;        // tcp_sock.bytes_received then
+    __u32 fin_seq;              // tcp_sock.write_seq when our FIN was queued: the FIN's number
     __u8 direction;             // AGENT_ACTIVE / AGENT_PASSIVE
     __u8 opened;                // 1 from ESTABLISHED until CLOSE
-    __u8 cgroup_known;          // 1 once a process-context event set key.cgroup_id
-    __u8 pad[5];
+    __u8 counting;              // 1 once the bases are read (ESTABLISHED or first tcp_probe)
+    __u8 fin_queued;            // 1 once we queued our FIN (FIN_WAIT1 or LAST_ACK)
+    // This socket's RTT samples, added to its flow's at CLOSE: tcp_probe finds them in the
+    // entry it looked up anyway, where a flow histogram would cost a second lookup with a
+    // 48-byte key on every segment. No atomics: tcp_probe and CLOSE run under the socket lock.
+    struct agent_histogram srtt;
+};
+
+// What the `sockets` iterator (bpf_iter__bpf_map_elem) writes for each live socket: its
+// bytes and RTT samples so far and the flow they belong to.
+struct agent_live_socket {
+    struct agent_flow_key key;
+    __u64 sent_bytes;
+    __u64 received_bytes;
+    struct agent_histogram srtt;
 };
 
 // Counters per flow key; the value of a per-CPU hash, so user space sums the CPUs.
@@ -59,12 +83,6 @@ struct agent_flow_counters {
     __u64 sent_bytes;
     __u64 received_bytes;
     __u64 retransmitted_segments;
-};
-
-// A log2 histogram of microseconds and the exact sum of what went in.
-struct agent_histogram {
-    __u64 slots[AGENT_HISTOGRAM_SLOTS];
-    __u64 sum_us;
 };
 
 #endif

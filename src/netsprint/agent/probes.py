@@ -1,40 +1,37 @@
-"""The agent's BPF probes: load probes.bpf.c, attach its six tracepoints (the three that run
-per message or segment raw, with field offsets from the kernel's BTF), read its maps into a
-`model.Snapshot`.
+"""The agent's BPF probes: load probes.bpf.c, attach its three tracepoints (tcp_probe, which
+runs per segment, raw, with field offsets from the kernel's BTF) and its iterator over the
+`sockets` map, read its maps into a `model.Snapshot`.
 
 What the kernel side counts (probes.bpf.c says why each hook):
 - per `FlowKey` (cgroup id, local address, peer address; no ports): connections opened
   outbound (SYN_SENT -> ESTABLISHED) and inbound (SYN_RECV -> ESTABLISHED), closed (an
   opened socket reaching CLOSE), connect failures (SYN_SENT -> CLOSE), payload bytes sent
-  and received (sock:sock_send_length / sock_recv_length, kernel >= 6.3, byte-exact),
-  retransmitted segments (tcp:tcp_retransmit_skb);
+  (acknowledged by the peer) and received (arrived in sequence), from the kernel's own
+  per-socket counters (tcp_sock.bytes_acked / bytes_received, RFC 4898), retransmitted
+  segments (tcp:tcp_retransmit_skb);
 - per `FlowKey`, log2 histograms of microseconds: connect duration (ESTABLISHED time -
   SYN_SENT time) and the smoothed RTT on every received segment (tcp:tcp_probe; the program
   reads `tp->srtt_us >> 3`, microseconds, as the classic event's `srtt` and TCP_INFO report).
 
-Where bytes are, when: a socket the probes saw open keeps its bytes in its `sockets` entry
-(the cheap hot path) until tcp:tcp_destroy_sock moves them into its flow. `snapshot()` reads
-`flows` first, then `sockets`, and adds each live socket's bytes to its flow. A socket
-destroyed between the two reads is in neither, so a snapshot can be short by its bytes until
-the next one; `snapshot()` therefore never reports a byte counter below what it reported
-before (a Prometheus counter that goes down reads as a restart). Once `flows` is full (it
-never frees an entry), a live socket whose key has no flow is left out: its bytes will be
-refused at destroy (counted in `lost`), and a key reported once is reported for good, so
-showing them while the socket lives would grow the snapshot with every new peer.
+Where bytes are, when: a live socket's bytes are in its tcp_sock; at CLOSE (where they stop
+moving) the state hook adds them to the socket's flow and forgets the socket. `snapshot()`
+reads `flows` first, then runs the `sockets` iterator, which writes each live socket's bytes
+so far, and adds those to their flows. A socket that closes between the two reads is in
+neither, so a snapshot can be short by its bytes until the next one; `snapshot()` therefore
+never reports a byte counter below what it reported before (a Prometheus counter that goes
+down reads as a restart). Once `flows` is full (it never frees an entry), a live socket
+whose key has no flow is left out: its bytes will be refused at CLOSE (counted in `lost`),
+and a key reported once is reported for good, so showing them while the socket lives would
+grow the snapshot with every new peer.
 
-Whose key, when:
-- an outbound socket's cgroup is the `connect()` caller's (SYN_SENT runs in process context);
-- an inbound socket opens in softirq, where the current cgroup is whoever was interrupted, so
-  its open is counted under cgroup 0; its first send/recv (process context) sets the cgroup,
-  and its bytes, retransmits and RTTs go to that key from then on. Its close is counted under
-  the key its open was counted under, so `active` per key never goes negative;
-- a socket the agent never saw open (it was established before the agent attached) has no
-  addresses: its bytes go to `FlowKey(current cgroup, "", "")` (model.UNKNOWN downstream), its
-  retransmits and RTTs to the socket's own addresses with cgroup 0.
+Whose key: the socket's own cgroup (set when it was created; an accepted socket inherits
+its listener's), so an inbound socket, which opens in softirq, is counted where its server
+runs. A socket established before the agent attached is adopted at its first received
+segment: counted from then on under its own addresses (it has no open or connect time).
 
 Maps are bounded (`max_flows`, `max_sockets`); an insert a full map refuses is counted per
-map and CPU in `lost` -> `Snapshot.events_lost`. `snapshot()` only reads (batched lookups);
-it never deletes, so it cannot disturb the kernel side.
+map and CPU in `lost` -> `Snapshot.events_lost`. `snapshot()` only reads (batched lookups
+and the iterator); it never deletes, so it cannot disturb the kernel side.
 """
 
 from __future__ import annotations
@@ -44,8 +41,10 @@ import errno
 import operator
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from netsprint.agent import buckets
 from netsprint.agent.model import (COUNTER_FIELDS, HISTOGRAM_SLOTS, FlowCounters, FlowKey,
@@ -59,34 +58,37 @@ HEADER = Path(__file__).with_name("probes.h")
 # tracepoint -> BPF function (names ns_agent_*: tests check none is left loaded)
 TRACEPOINTS = {
     "sock:inet_sock_set_state": "ns_agent_state",
-    "sock:sock_send_length": "ns_agent_send",
-    "sock:sock_recv_length": "ns_agent_recv",
     "tcp:tcp_retransmit_skb": "ns_agent_retrans",
     "tcp:tcp_probe": "ns_agent_srtt",
-    "tcp:tcp_destroy_sock": "ns_agent_destroy",
 }
-# The three that run on every message or segment attach raw (docs/performance.md, "Agent
-# overhead"): no event record is filled, and the program gets the tracepoint's C arguments,
-# which must be these (include/trace/events/{sock,tcp}.h; checked against the kernel's BTF).
+# The kernel's name for the `sockets` iterator (bcc names bpf_iter__<target> after its target)
+ITERATOR_PROGRAM = "bpf_map_elem"
+# The one that runs on every segment attaches raw (docs/performance.md, "Agent overhead"): no
+# event record is filled, and the program gets the tracepoint's C arguments, which must be
+# these (include/trace/events/tcp.h; checked against the kernel's BTF).
 RAW_ARGS = {
-    "sock:sock_send_length": ("struct sock *", "int", "int"),  # sk, ret, flags
-    "sock:sock_recv_length": ("struct sock *", "int", "int"),
-    "tcp:tcp_probe": ("struct sock *", "struct sk_buff *"),     # sk, skb
+    "tcp:tcp_probe": ("struct sock *", "struct sk_buff *"),  # sk, skb
 }
-# The struct fields those programs read -> (path in the kernel's BTF, bytes the C reads).
-# Offsets are from the `struct sock *` argument: struct sock begins with its sock_common,
-# and a tcp_sock begins with its struct sock (tcp_sk() is a cast).
+# The struct fields the programs read -> (path in the kernel's BTF, bytes the C reads).
+# Offsets from a `struct sock *`: struct sock begins with its sock_common, and a tcp_sock
+# begins with its struct sock (tcp_sk() is a cast). The last two are from the pointers
+# before them (sk_cgrp_data.cgroup -> struct cgroup -> struct kernfs_node).
 FIELDS = {
     "AGENT_OFF_SKC_FAMILY": ("sock.__sk_common.skc_family", 2),
     "AGENT_OFF_SKC_DADDR": ("sock.__sk_common.skc_daddr", 4),
     "AGENT_OFF_SKC_RCV_SADDR": ("sock.__sk_common.skc_rcv_saddr", 4),
     "AGENT_OFF_SKC_V6_DADDR": ("sock.__sk_common.skc_v6_daddr", 16),
     "AGENT_OFF_SKC_V6_RCV_SADDR": ("sock.__sk_common.skc_v6_rcv_saddr", 16),
-    "AGENT_OFF_SK_PROTOCOL": ("sock.sk_protocol", 2),
+    "AGENT_OFF_SKC_FLAGS": ("sock.__sk_common.skc_flags", 8),
     "AGENT_OFF_TCP_SRTT_US": ("tcp_sock.srtt_us", 4),
+    "AGENT_OFF_TCP_BYTES_ACKED": ("tcp_sock.bytes_acked", 8),
+    "AGENT_OFF_TCP_BYTES_RECEIVED": ("tcp_sock.bytes_received", 8),
+    "AGENT_OFF_TCP_SND_UNA": ("tcp_sock.snd_una", 4),
+    "AGENT_OFF_TCP_WRITE_SEQ": ("tcp_sock.write_seq", 4),
+    "AGENT_OFF_SK_CGROUP": ("sock.sk_cgrp_data.cgroup", 8),
+    "AGENT_OFF_CGROUP_KN": ("cgroup.kn", 8),
+    "AGENT_OFF_KERNFS_NODE_ID": ("kernfs_node.id", 8),
 }
-WHY = {"sock:sock_send_length": "byte counts need kernel >= 6.3",
-       "sock:sock_recv_length": "byte counts need kernel >= 6.3"}
 
 ENOTSUPP = 524  # the kernel's own "not supported" (include/linux/errno.h), not in Python's errno
 READ_ATTEMPTS = 3  # walks of one map per read before giving up (BatchReader, ENOSPC)
@@ -107,28 +109,6 @@ class FlowKeyRecord(ctypes.Structure):
     ]
 
 
-class SocketRecord(ctypes.Structure):
-    """Mirror of `struct agent_socket`."""
-
-    _fields_ = [
-        ("key", FlowKeyRecord),
-        ("connect_start_ns", ctypes.c_uint64),
-        ("opened_cgroup_id", ctypes.c_uint64),
-        ("sent_bytes", ctypes.c_uint64),
-        ("received_bytes", ctypes.c_uint64),
-        ("direction", ctypes.c_uint8),
-        ("opened", ctypes.c_uint8),
-        ("cgroup_known", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 5),
-    ]
-
-
-class FlowCountersRecord(ctypes.Structure):
-    """Mirror of `struct agent_flow_counters` (field names are FlowCounters' names)."""
-
-    _fields_ = [(name, ctypes.c_uint64) for name in COUNTER_FIELDS]
-
-
 class HistogramRecord(ctypes.Structure):
     """Mirror of `struct agent_histogram`."""
 
@@ -136,6 +116,40 @@ class HistogramRecord(ctypes.Structure):
         ("slots", ctypes.c_uint64 * HISTOGRAM_SLOTS),
         ("sum_us", ctypes.c_uint64),
     ]
+
+
+class SocketRecord(ctypes.Structure):
+    """Mirror of `struct agent_socket`."""
+
+    _fields_ = [
+        ("key", FlowKeyRecord),
+        ("connect_start_ns", ctypes.c_uint64),
+        ("acked_base", ctypes.c_uint64),
+        ("received_base", ctypes.c_uint64),
+        ("fin_seq", ctypes.c_uint32),
+        ("direction", ctypes.c_uint8),
+        ("opened", ctypes.c_uint8),
+        ("counting", ctypes.c_uint8),
+        ("fin_queued", ctypes.c_uint8),
+        ("srtt", HistogramRecord),
+    ]
+
+
+class LiveSocketRecord(ctypes.Structure):
+    """Mirror of `struct agent_live_socket`: one live socket, as the iterator writes it."""
+
+    _fields_ = [
+        ("key", FlowKeyRecord),
+        ("sent_bytes", ctypes.c_uint64),
+        ("received_bytes", ctypes.c_uint64),
+        ("srtt", HistogramRecord),
+    ]
+
+
+class FlowCountersRecord(ctypes.Structure):
+    """Mirror of `struct agent_flow_counters` (field names are FlowCounters' names)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in COUNTER_FIELDS]
 
 
 # --- pure decoding ---------------------------------------------------------------------------------
@@ -172,8 +186,8 @@ def keep_bytes_monotonic(flows: dict[FlowKey, FlowCounters],
                          reported: dict[FlowKey, tuple[int, int]]) -> None:
     """Raise each flow's byte counts to at least what `reported` says was reported before,
     then remember the new ones (the read race in the module docstring). A flow whose only
-    bytes were a socket that was destroyed between the reads is put back, so its series
-    does not vanish for a scrape."""
+    bytes were a socket that closed between the reads is put back, so its series does not
+    vanish for a scrape."""
     for key, (sent, received) in reported.items():
         if key not in flows:
             flows[key] = FlowCounters(sent_bytes=sent, received_bytes=received)
@@ -184,11 +198,28 @@ def keep_bytes_monotonic(flows: dict[FlowKey, FlowCounters],
         reported[key] = (counters.sent_bytes, counters.received_bytes)
 
 
+def keep_histograms_monotonic(histograms: dict[FlowKey, Log2Histogram],
+                              reported: dict[FlowKey, Log2Histogram]) -> None:
+    """The same for histograms (each bucket is a Prometheus counter): slot by slot and the
+    sum, at least what was reported before."""
+    for key, before in reported.items():
+        now = histograms.get(key, before)
+        histograms[key] = Log2Histogram(tuple(map(max, now.slots, before.slots)),
+                                        max(now.sum_us, before.sum_us))
+    reported.update(histograms)
+
+
 def merge(into: dict, key: FlowKey, value, add) -> None:
     """Add `value` under `key` instead of overwriting: `address_text` reads only the first 4
     bytes of an IPv4 address, so two kernel keys that differed in the other 12 would give
     one FlowKey. The probes zero those bytes, so this should never add; it costs nothing."""
     into[key] = add(into[key], value) if key in into else value
+
+
+# struct agent_live_socket as the iterator writes it: the raw flow key, sent, received, then
+# the RTT histogram's words (HISTOGRAM_SLOTS slots, sum_us)
+LIVE_SOCKET = struct.Struct(f"={ctypes.sizeof(FlowKeyRecord)}sQQ{HISTOGRAM_SLOTS + 1}Q")
+assert LIVE_SOCKET.size == ctypes.sizeof(LiveSocketRecord)
 
 
 # --- reading maps without disturbing them ------------------------------------------------------
@@ -272,21 +303,30 @@ class BatchReader:
 
 # --- the loaded program ------------------------------------------------------------------------
 
-def require_probes(run_as: str = AS_ROOT) -> list[str]:
+def require_probes(run_as: str = AS_ROOT) -> KernelFacts:
     """Raise BpfLoadError naming what is missing (bcc, privileges, tracefs, headers, a
-    tracepoint, the kernel's BTF) before anything is compiled; return the -D flags that give
-    the programs this kernel's field offsets."""
+    tracepoint, the kernel's BTF) before anything is compiled; return what the programs need
+    from this kernel's BTF."""
     require_bpf(run_as=run_as, tracing=True)
     for tracepoint in TRACEPOINTS:
         category, _, event = tracepoint.partition(":")
-        require_tracepoint(category, event, WHY.get(tracepoint, ""))
+        require_tracepoint(category, event)
     try:
-        return kernel_field_flags(kernel_types())
+        types = kernel_types()
+        return KernelFacts(kernel_field_flags(types),
+                           {tp: types.tracepoint_type_id(tp.partition(":")[2]) for tp in RAW_ARGS})
     except BtfError as exc:
         raise BpfLoadError(f"the agent's probes cannot run on this kernel: {exc}",
                            "the agent needs a kernel built with CONFIG_DEBUG_INFO_BTF=y "
                            "(/sys/kernel/btf/vmlinux) whose tracepoints take the arguments "
                            "probes.py RAW_ARGS lists") from exc
+
+
+class KernelFacts(NamedTuple):
+    """What probes.bpf.c needs from the running kernel's BTF."""
+
+    cflags: list[str]                  # -DAGENT_OFF_*=<offset>, one per FIELDS entry
+    tracepoint_ids: dict[str, int]     # RAW_ARGS tracepoint -> its btf_trace_<event> type id
 
 
 def kernel_field_flags(types: KernelTypes) -> list[str]:
@@ -318,23 +358,27 @@ class AgentProbes:
     def __init__(self, *, run_as: str = AS_ROOT, max_flows: int = 10240, max_sockets: int = 65536) -> None:
         if max_flows < 1 or max_sockets < 1:
             raise ValueError("max_flows and max_sockets must be at least 1")
-        offsets = require_probes(run_as)
+        kernel = require_probes(run_as)
         from bcc.utils import get_possible_cpus
 
         self.max_flows, self.max_sockets = max_flows, max_sockets
         self.probes_attached = 0
         self._reported_bytes: dict[FlowKey, tuple[int, int]] = {}
+        self._reported_srtt: dict[FlowKey, Log2Histogram] = {}
         self._socket_keys: dict[bytes, FlowKey] = {}  # raw key -> FlowKey (inet_ntop is slow)
         self.program = BpfProgram(SOURCE, name="agent probes", run_as=run_as,
                                   cflags=[f"-DAGENT_MAX_FLOWS={max_flows}",
-                                          f"-DAGENT_MAX_SOCKETS={max_sockets}", *offsets])
+                                          f"-DAGENT_MAX_SOCKETS={max_sockets}", *kernel.cflags])
         try:
             self._cpus = len(get_possible_cpus())
             self._readers = self._make_readers()
+            self._live_sockets = self.program.map_iterator("sockets")
             for tracepoint, function in TRACEPOINTS.items():
-                attach = (self.program.attach_raw_tracepoint if tracepoint in RAW_ARGS
-                          else self.program.attach_tracepoint)
-                attach(tracepoint, function)
+                if tracepoint in RAW_ARGS:
+                    self.program.attach_btf_tracepoint(tracepoint, function,
+                                                       kernel.tracepoint_ids[tracepoint])
+                else:
+                    self.program.attach_tracepoint(tracepoint, function)
                 self.probes_attached += 1
         except BaseException:
             self.close()
@@ -362,35 +406,44 @@ class AgentProbes:
         return {int(key.value): SocketRecord.from_buffer_copy(values[0])
                 for key, values in self._readers["sockets"].items()}
 
-    def _add_live_socket_bytes(self, flows: dict[FlowKey, FlowCounters]) -> None:
-        """Add the bytes still held in `sockets` entries to their flows (read after `flows`;
-        see the module docstring for the race and for a full `flows`)."""
+    def live_sockets(self) -> Iterator[tuple]:
+        """(raw flow key, sent, received, *RTT histogram words) of each live socket with
+        bytes or RTT samples so far: one run of the `sockets` iterator, which reads the bytes
+        from each socket's tcp_sock."""
+        raw = self._live_sockets.read()
+        return LIVE_SOCKET.iter_unpack(raw[:len(raw) - len(raw) % LIVE_SOCKET.size])
+
+    def _key_of(self, raw: bytes) -> FlowKey:
+        key = self._socket_keys.get(raw)
+        if key is None:
+            if len(self._socket_keys) >= self.max_sockets:  # bounded like the map
+                self._socket_keys.clear()
+            key = self._socket_keys[raw] = flow_key(FlowKeyRecord.from_buffer_copy(raw))
+        return key
+
+    def _add_live_sockets(self, snap: Snapshot) -> None:
+        """Add the live sockets' bytes and RTT samples to their flows (read after `flows`
+        and `srtt_hist`; see the module docstring for the race and for a full `flows`)."""
         flows_full = self._readers["flows"].entries >= self.max_flows
-        key_words = ctypes.sizeof(FlowKeyRecord) // 8
-        sent_at, received_at = SocketRecord.sent_bytes.offset // 8, SocketRecord.received_bytes.offset // 8
-        for _, (words,) in self._readers["sockets"].items():
-            sent, received = words[sent_at], words[received_at]
-            if not sent and not received:
-                continue
-            raw = words[:key_words].tobytes()
-            key = self._socket_keys.get(raw)
-            if key is None:
-                if len(self._socket_keys) >= self.max_sockets:  # bounded like the map
-                    self._socket_keys.clear()
-                key = self._socket_keys[raw] = flow_key(FlowKeyRecord.from_buffer_copy(raw))
-            if flows_full and key not in flows:
-                continue  # lost at destroy: see the module docstring
-            merge(flows, key, FlowCounters(sent_bytes=sent, received_bytes=received), operator.add)
+        for raw, sent, received, *srtt in self.live_sockets():
+            key = self._key_of(raw)
+            if flows_full and key not in snap.flows:
+                continue  # lost at CLOSE: see the module docstring
+            merge(snap.flows, key, FlowCounters(sent_bytes=sent, received_bytes=received), operator.add)
+            if srtt[HISTOGRAM_SLOTS]:  # any sample has a sum of at least 1 us
+                merge(snap.srtt, key, Log2Histogram(tuple(srtt[:HISTOGRAM_SLOTS]), srtt[HISTOGRAM_SLOTS]),
+                      buckets.merge)
 
     def snapshot(self) -> Snapshot:
         snap = Snapshot(probes_attached=self.probes_attached)
         for key, per_cpu in self._readers["flows"].items():
             merge(snap.flows, flow_key(key), sum_counters(per_cpu), operator.add)
-        self._add_live_socket_bytes(snap.flows)
-        keep_bytes_monotonic(snap.flows, self._reported_bytes)
         for name, target in (("connect_hist", snap.connect_duration), ("srtt_hist", snap.srtt)):
             for key, per_cpu in self._readers[name].items():
                 merge(target, flow_key(key), sum_histogram(per_cpu), buckets.merge)
+        self._add_live_sockets(snap)
+        keep_bytes_monotonic(snap.flows, self._reported_bytes)
+        keep_histograms_monotonic(snap.srtt, self._reported_srtt)
         snap.map_entries = {name: reader.entries for name, reader in self._readers.items()}
         snap.events_lost = sum(self.lost_by_map().values())
         return snap
