@@ -31,10 +31,12 @@
 //
 // Why per-CPU maps for `flows` and the histograms: many sockets of one pod talking to one
 // peer share one flow key, and softirqs on several CPUs would update the same value at once.
-// In a per-CPU map each CPU has its own copy, so a plain `+=` is exact (tracing programs do
-// not nest on one CPU: the kernel's bpf_prog_active guard skips a nested run) and no cache
-// line bounces between CPUs; user space sums the copies. The price is memory: max_flows x
-// CPUs x value size, preallocated (224 B for a histogram).
+// In a per-CPU map each CPU has its own copy, so a plain `+=` is exact (only the two classic
+// tracepoint programs write them, and those do not nest on one CPU: the kernel's
+// bpf_prog_active guard skips a nested run; the raw tcp_probe program, which could interrupt
+// them, writes only its socket's entry, and `lost` when a map is full) and no cache line
+// bounces between CPUs; user space sums the copies. The price is memory: max_flows x CPUs x
+// value size, preallocated (224 B for a histogram).
 //
 // Why a plain hash (not LRU) for `sockets` and `flows`: a full map must refuse and be
 // counted (`lost`), not silently evict a live socket or a flow's cumulative counters.
