@@ -338,7 +338,8 @@ def test_connections_bytes_and_connect_time_are_counted_per_flow(needs_bcc, prob
         assert counters(snap, inbound) == FlowCounters(opened_inbound=n, received_bytes=read)
         assert read == sum(sizes)
         live = ours_live()
-        assert len(live) == 2 * n and all(r.opened and r.counting for r in live)
+        assert len(live) == 2 * n and all(r.opened for r in live)
+        assert snap.map_entries["sockets"] >= 2 * n
         for c in conns:
             c.close()
     snap = wait_for(probes, lambda s: counters(s, outbound).closed == n
@@ -385,6 +386,72 @@ def test_fins_are_not_bytes_while_a_socket_lives(needs_bcc, probes):
             assert sorted(r.fin_queued for r in live) == [0, 1]  # the iterator's case, not CLOSE's
         finally:
             conn.close()
+
+
+def closed_pair_counts(probes: AgentProbes, server_ip: str, client_ip: str, want: dict) -> dict:
+    """Each key's (sent, received) once every socket of the pair is gone from `sockets`."""
+    me = own_cgroup_id()
+    keys = {"client": FlowKey(me, client_ip, server_ip), "server": FlowKey(me, server_ip, client_ip)}
+
+    def done(s) -> bool:
+        return all(counters(s, keys[side]).closed == 1 for side in want)
+
+    snap = wait_for(probes, done)
+    return {side: (counters(snap, keys[side]).sent_bytes, counters(snap, keys[side]).received_bytes)
+            for side in want}
+
+
+@pytest.mark.bpf
+def test_close_right_after_shutdown_counts_the_fin_once(needs_bcc, probes):
+    # close() in FIN_WAIT1 passes FIN_WAIT1 again, with write_seq already past the FIN: the
+    # FIN's number must be the one taken at shutdown(), or the FIN counts as a byte sent.
+    server_ip, client_ip, size = "127.77.12.1", "127.77.12.2", 4_321
+    with listener(server_ip) as server:
+        conn = Connection(server, client_ip)
+        conn.client.sendall(b"s" * size)
+        conn.client.shutdown(socket.SHUT_WR)
+        conn.client.close()  # before the peer acknowledged the FIN (it delays that ACK)
+        assert len(conn.server.recv(size, socket.MSG_WAITALL)) == size
+        assert conn.server.recv(1) == b""
+        conn.server.close()
+    want = {"client": (size, 0), "server": (0, size)}
+    assert closed_pair_counts(probes, server_ip, client_ip, want) == want
+
+
+@pytest.mark.bpf
+def test_an_aborted_connection_counts_what_was_acknowledged(needs_bcc, probes):
+    # close() with SO_LINGER 0 sends a RST, no FIN: nothing to take out on either side.
+    server_ip, client_ip, size = "127.77.13.1", "127.77.13.2", 3_210
+    with listener(server_ip) as server:
+        conn = Connection(server, client_ip)
+        conn.client.sendall(b"a" * size)
+        assert len(conn.server.recv(size, socket.MSG_WAITALL)) == size
+        conn.server.sendall(b"k")  # carries the ACK of every byte sent
+        assert conn.client.recv(1) == b"k"
+        conn.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.client.close()
+        with pytest.raises(ConnectionResetError):
+            while conn.server.recv(10):
+                pass
+        conn.server.close()
+    want = {"client": (size, 1), "server": (1, size)}
+    assert closed_pair_counts(probes, server_ip, client_ip, want) == want
+
+
+@pytest.mark.bpf
+def test_an_entry_whose_close_was_missed_is_removed_after_two_reads(needs_bcc):
+    # A CLOSE the state hook did not see (its run skipped) leaves an entry no hook removes:
+    # made here by hand, for a "socket" whose memory cannot be read.
+    with AgentProbes(max_flows=16, max_sockets=16) as small:
+        table = small.program["sockets"]
+        nowhere = 0x10  # the zero page: never a socket
+        table[table.Key(nowhere)] = table.Leaf()
+        first = small.snapshot()
+        assert nowhere in small.sockets() and small.stale_removed == 0  # one read is not enough
+        second = small.snapshot()
+        assert nowhere not in small.sockets()
+        assert small.stale_removed == 1 and second.events_lost >= first.events_lost + 1
+        assert first.map_entries["sockets"] >= 1
 
 
 def disconnect(sock: socket.socket) -> None:
@@ -518,7 +585,7 @@ def test_a_full_flow_map_counts_lost_updates(needs_bcc):
             for c in conns:
                 c.send_and_read(10)
             # Live sockets whose key found no room in `flows` will lose their bytes at
-            # destroy: a read must not show them now (a key shown once stays for good).
+            # CLOSE: a read must not show them now (a key shown once stays for good).
             live = small.snapshot()
             assert len(live.flows) <= 2, sorted(live.flows)
         finally:

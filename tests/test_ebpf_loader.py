@@ -155,6 +155,8 @@ SRTT_PLAIN_LOAD = """
 BPF_ARRAY(last_srtt_us8, u32, 1);
 int ns_loader_srtt(unsigned long long *ctx)
 {
+    if (*(u16 *)((char *)ctx[0] + NUM_OFFSET) != PORT)  /* sock_common.skc_num: ours only */
+        return 0;
     struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)ctx[0]);
     if (!tp)
         return 0;
@@ -197,24 +199,28 @@ def helper_calls(insns: bytes) -> set[int]:
 @pytest.mark.bpf
 def test_a_btf_tracepoint_reads_a_kernel_struct_with_a_plain_load(needs_bcc):
     types = kernel_types()
-    offset = types.field("tcp_sock.srtt_us").offset
-    with BpfProgram(text=SRTT_PLAIN_LOAD, cflags=[f"-DSRTT_OFFSET={offset}"]) as prog:
-        assert PROBE_READ_KERNEL not in helper_calls(prog.bpf.dump_func(b"ns_loader_srtt"))
-        prog.attach_btf_tracepoint("tcp:tcp_probe", "ns_loader_srtt", types.tracepoint_type_id("tcp_probe"))
-        loaded = {pid for pid, name in our_programs().items() if name == "ns_loader_srtt"}
-        assert loaded, "bpftool should see the loaded program"
-        with socket.create_server(("127.0.0.1", 0)) as server, \
-                socket.create_connection(server.getsockname()) as client:
-            accepted, _ = server.accept()
-            with accepted:
-                for _ in range(20):
-                    client.sendall(b"q")
-                    accepted.recv(1)
-                    accepted.sendall(b"a")
-                    client.recv(1)
-                rtt_us = struct.unpack_from("I", client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 68)[0]
-        srtt_us = prog["last_srtt_us8"][0].value >> 3
-        assert srtt_us > 0 and abs(srtt_us - rtt_us) <= max(50, rtt_us), (srtt_us, rtt_us)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        # only the accepted socket (local port = the server's) on a machine with other traffic
+        cflags = [f"-DSRTT_OFFSET={types.field('tcp_sock.srtt_us').offset}",
+                  f"-DNUM_OFFSET={types.field('sock.__sk_common.skc_num').offset}",
+                  f"-DPORT={server.getsockname()[1]}"]
+        with BpfProgram(text=SRTT_PLAIN_LOAD, cflags=cflags) as prog:
+            assert PROBE_READ_KERNEL not in helper_calls(prog.bpf.dump_func(b"ns_loader_srtt"))
+            prog.attach_btf_tracepoint("tcp:tcp_probe", "ns_loader_srtt", types.tracepoint_type_id("tcp_probe"))
+            loaded = {pid for pid, name in our_programs().items() if name == "ns_loader_srtt"}
+            assert loaded, "bpftool should see the loaded program"
+            with socket.create_connection(server.getsockname()) as client:
+                accepted, _ = server.accept()
+                with accepted:
+                    for _ in range(20):
+                        client.sendall(b"q")
+                        accepted.recv(1)
+                        accepted.sendall(b"a")
+                        client.recv(1)
+                    info = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+                    rtt_us = struct.unpack_from("I", info, 68)[0]
+            srtt_us = prog["last_srtt_us8"][0].value >> 3
+            assert srtt_us > 0 and abs(srtt_us - rtt_us) <= max(50, rtt_us), (srtt_us, rtt_us)
     assert not still_loaded(loaded), "close() should unload it"
 
 

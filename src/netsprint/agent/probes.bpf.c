@@ -84,10 +84,8 @@ BPF_PERCPU_ARRAY(lost, __u64, AGENT_LOST_SLOTS);
 // One all-zero histogram, never written: the initial value for a new histogram key (224
 // bytes would crowd the 512-byte BPF stack).
 BPF_ARRAY(zero_histogram, struct agent_histogram, 1);
-// Room for records too big for the 512-byte BPF stack, one slot per CPU: the iterator's
-// output (iterators can run at once), and a closing socket's entry on its way to its flow
-// (a separate map: a softirq's CLOSE can interrupt an iterator on the same CPU).
-BPF_PERCPU_ARRAY(live_record, struct agent_live_socket, 1);
+// A closing socket's entry on its way to its flow, one slot per CPU (too big for the 512-byte
+// BPF stack; the state program does not nest on a CPU).
 BPF_PERCPU_ARRAY(closing, struct agent_socket, 1);
 // One all-zero socket entry, never written: what a new `sockets` entry starts as.
 BPF_ARRAY(zero_socket, struct agent_socket, 1);
@@ -212,12 +210,29 @@ static __always_inline __u64 socket_cgroup_id(__u64 sk)
     return kn ? read_u64(kn + AGENT_OFF_KERNFS_NODE_ID) : 0;
 }
 
-// Counting starts: the kernel's counters now are zero for this socket's flow.
-static __always_inline void start_counting(struct agent_socket *entry, __u64 sk)
+// Where the socket's counts start, read when its entry begins, before any payload (TCP Fast
+// Open carries some in the SYN). An outbound socket's bytes_acked will count its SYN too,
+// once the SYN-ACK acknowledges it; an accepted one begins with its SYN-ACK acknowledged
+// (tcp_create_openreq_child()), so nothing to add.
+static __always_inline void set_bases(struct agent_socket *entry, __u64 sk, __u8 syn_to_come)
 {
-    entry->acked_base = read_u64(sk + AGENT_OFF_TCP_BYTES_ACKED);
+    entry->acked_base = read_u64(sk + AGENT_OFF_TCP_BYTES_ACKED) + syn_to_come;
     entry->received_base = read_u64(sk + AGENT_OFF_TCP_BYTES_RECEIVED);
-    entry->counting = 1;
+}
+
+// Who the socket is (its port pair), so that a read can tell a socket that is still this
+// connection from memory the kernel reused for another one (TCP sockets are
+// SLAB_TYPESAFE_BY_RCU). 0 if the read failed.
+static __always_inline __u32 read_portpair(__u64 sk)
+{
+    return read_u32(sk + AGENT_OFF_SKC_PORTPAIR);
+}
+
+// Counts since the base, or 0 while the counter is below it (an outbound socket before its
+// SYN-ACK) or was reset under a read (tcp_disconnect() zeroes it after CLOSE).
+static __always_inline __u64 since(__u64 now, __u64 base)
+{
+    return now > base ? now - base : 0;
 }
 
 // Payload bytes since counting started. bytes_acked counts our FIN once the peer acks it and
@@ -234,13 +249,13 @@ static __always_inline void start_counting(struct agent_socket *entry, __u64 sk)
 static __always_inline void socket_bytes(struct agent_socket *entry, __u64 sk, __u64 *sent,
                                          __u64 *received)
 {
-    __u64 acked = read_u64(sk + AGENT_OFF_TCP_BYTES_ACKED) - entry->acked_base;
+    __u64 acked = since(read_u64(sk + AGENT_OFF_TCP_BYTES_ACKED), entry->acked_base);
     if (entry->fin_queued && acked) {
         __u32 snd_una = read_u32(sk + AGENT_OFF_TCP_SND_UNA);
         if ((__s32)(snd_una - entry->fin_seq) > 0)
             acked -= 1;
     }
-    __u64 got = read_u64(sk + AGENT_OFF_TCP_BYTES_RECEIVED) - entry->received_base;
+    __u64 got = since(read_u64(sk + AGENT_OFF_TCP_BYTES_RECEIVED), entry->received_base);
     __u64 flags = read_u64(sk + AGENT_OFF_SKC_FLAGS);
     if ((flags & (1ULL << SOCK_DONE_BIT)) && got)
         got -= 1;
@@ -284,6 +299,7 @@ static __always_inline struct agent_socket *start_socket(__u64 sk, __u8 directio
         entry->key.cgroup_id = socket_cgroup_id(sk);
         entry->direction = direction;
         entry->connect_start_ns = start_ns;
+        set_bases(entry, sk, direction == AGENT_ACTIVE);
     }
     return entry;
 }
@@ -298,12 +314,14 @@ static __always_inline void on_established(__u64 sk, struct set_state_args *args
 {
     __u8 active = args->oldstate == TCP_SYN_SENT;
     struct agent_socket *entry = sockets.lookup(&sk);
-    if (!entry)  // the handshake began before we attached
-        entry = start_socket(sk, active ? AGENT_ACTIVE : AGENT_PASSIVE, 0);
-    if (!entry)
-        return;  // `sockets` is full (counted)
+    if (!entry) {  // the handshake began before we attached: bytes from here on
+        entry = start_socket(sk, AGENT_PASSIVE, 0);
+        if (!entry)
+            return;  // `sockets` is full (counted)
+        entry->direction = active ? AGENT_ACTIVE : AGENT_PASSIVE;
+    }
     take_addresses(entry, args);
-    start_counting(entry, sk);
+    entry->portpair = read_portpair(sk);
     entry->opened = 1;
     struct agent_flow_counters *counters = flow_counters(&entry->key);
     if (counters) {
@@ -321,7 +339,9 @@ static __always_inline void on_established(__u64 sk, struct set_state_args *args
 static __always_inline void on_fin_queued(__u64 sk)
 {
     struct agent_socket *entry = sockets.lookup(&sk);
-    if (!entry)
+    // Once: close() after shutdown(SHUT_WR) passes FIN_WAIT1 or LAST_ACK again, with the FIN
+    // already counted in write_seq.
+    if (!entry || entry->fin_queued)
         return;
     entry->fin_seq = read_u32(sk + AGENT_OFF_TCP_WRITE_SEQ);
     entry->fin_queued = 1;
@@ -340,8 +360,7 @@ static __always_inline void on_close(__u64 sk, struct set_state_args *args)
         return;
     *moving = *entry;
     __u64 sent = 0, received = 0;
-    if (moving->counting)
-        socket_bytes(moving, sk, &sent, &received);
+    socket_bytes(moving, sk, &sent, &received);
     sockets.delete(&sk);
     if (moving->opened) {
         struct agent_flow_counters *counters = flow_counters(&moving->key);
@@ -407,8 +426,12 @@ int ns_agent_retrans(struct retransmit_args *args)
 static __always_inline struct agent_socket *adopt_socket(__u64 sk)
 {
     struct agent_socket *entry = new_socket(sk, 0);
-    if (!entry || entry->counting)
-        return entry;
+    if (!entry || entry->key.family)
+        return entry;  // full (counted), or a state change on another CPU made it meanwhile
+    if (!entry->direction) {  // new: its bytes from here on (else its ESTABLISHED was missed)
+        entry->direction = AGENT_ADOPTED;
+        set_bases(entry, sk, 0);
+    }
     entry->key.cgroup_id = socket_cgroup_id(sk);
     bpf_probe_read_kernel(&entry->key.family, sizeof(entry->key.family),
                           (void *)(sk + AGENT_OFF_SKC_FAMILY));
@@ -419,7 +442,7 @@ static __always_inline struct agent_socket *adopt_socket(__u64 sk)
         bpf_probe_read_kernel(entry->key.local, 16, (void *)(sk + AGENT_OFF_SKC_V6_RCV_SADDR));
         bpf_probe_read_kernel(entry->key.peer, 16, (void *)(sk + AGENT_OFF_SKC_V6_DADDR));
     }
-    start_counting(entry, sk);
+    entry->portpair = read_portpair(sk);
     return entry;
 }
 
@@ -433,7 +456,9 @@ int ns_agent_srtt(unsigned long long *ctx)
 {
     __u64 sk = ctx[0];
     struct agent_socket *entry = sockets.lookup(&sk);
-    if (!entry) {
+    // No entry: established before we attached. No addresses: its ESTABLISHED was missed (a
+    // classic tracepoint program does not run while another BPF program runs on its CPU).
+    if (!entry || !entry->key.family) {
         entry = adopt_socket(sk);
         if (!entry)
             return 0;  // `sockets` is full (counted)
@@ -465,20 +490,34 @@ struct bpf_iter__bpf_map_elem {
     void *value;
 };
 
+// Stale: the entry's socket reached CLOSE without our hook seeing it, or its memory now holds
+// another connection (or cannot be read). probes.py removes entries stale on two reads.
+static __always_inline __u64 is_stale(struct agent_socket *entry, __u64 sk)
+{
+    __u8 state = 0;
+    if (bpf_probe_read_kernel(&state, sizeof(state), (void *)(sk + AGENT_OFF_SKC_STATE)) != 0)
+        return 1;
+    if (state == TCP_CLOSE)
+        return 1;
+    return entry->portpair && read_portpair(sk) != entry->portpair;
+}
+
+// One record per entry, in three writes (the record would crowd the 512-byte stack): the
+// flow key and the RTT histogram straight from the entry, the rest from here.
 int bpf_iter__bpf_map_elem(struct bpf_iter__bpf_map_elem *ctx)
 {
-    __u64 *sk = ctx->key;
+    __u64 *key = ctx->key;
     struct agent_socket *entry = ctx->value;
-    if (!sk || !entry || !entry->counting)
+    if (!key || !entry)
         return 0;
-    __u32 zero_key = 0;
-    struct agent_live_socket *out = live_record.lookup(&zero_key);  // 288 bytes: not the stack
-    if (!out)
-        return 0;
-    out->key = entry->key;
-    socket_bytes(entry, *sk, &out->sent_bytes, &out->received_bytes);
-    out->srtt = entry->srtt;
-    if (out->sent_bytes || out->received_bytes || out->srtt.sum_us)
-        bpf_seq_write(ctx->meta->seq, out, sizeof(*out));
+    struct {
+        __u64 sk, sent_bytes, received_bytes, stale;
+    } middle = {.sk = *key};
+    middle.stale = is_stale(entry, middle.sk);
+    if (!middle.stale)
+        socket_bytes(entry, middle.sk, &middle.sent_bytes, &middle.received_bytes);
+    bpf_seq_write(ctx->meta->seq, &entry->key, sizeof(entry->key));
+    bpf_seq_write(ctx->meta->seq, &middle, sizeof(middle));
+    bpf_seq_write(ctx->meta->seq, &entry->srtt, sizeof(entry->srtt));
     return 0;
 }

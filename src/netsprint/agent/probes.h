@@ -16,6 +16,7 @@
 
 #define AGENT_ACTIVE  1  // we saw connect(): CLOSE -> SYN_SENT
 #define AGENT_PASSIVE 2  // accepted: LISTEN -> SYN_RECV
+#define AGENT_ADOPTED 3  // first met at a received segment (established before we attached)
 
 // Indexes of the per-CPU `lost` array: which map refused an insert because it was full.
 #define AGENT_LOST_SOCKETS      0
@@ -48,29 +49,33 @@ struct agent_histogram {
 // when a map read asks and once more at CLOSE: tcp_sock.bytes_acked (sent bytes the peer
 // acknowledged) and tcp_sock.bytes_received (bytes received in sequence). Both also count
 // the SYN and FIN sequence numbers, so the entry keeps where counting began and when our
-// FIN was queued (probes.bpf.c, socket_bytes()).
+// FIN was queued (probes.bpf.c, socket_bytes()). The bases are read when the entry begins,
+// before any payload (TCP Fast Open carries some in the SYN).
 struct agent_socket {
     struct agent_flow_key key;  // where this socket's bytes, retransmits and RTTs are counted
     __u64 connect_start_ns;     // bpf_ktime_get_ns() at SYN_SENT; 0 if not seen (passive)
-    __u64 acked_base;           // tcp_sock.bytes_acked when counting began (1: our SYN, outbound)
+    __u64 acked_base;           // tcp_sock.bytes_acked when the entry began, + 1 for our SYN
     __u64 received_base;        // tcp_sock.bytes_received then
     __u32 fin_seq;              // tcp_sock.write_seq when our FIN was queued: the FIN's number
-    __u8 direction;             // AGENT_ACTIVE / AGENT_PASSIVE
+    __u32 portpair;             // sock_common.skc_portpair once established: who the socket is
+    __u8 direction;             // AGENT_ACTIVE / AGENT_PASSIVE / AGENT_ADOPTED
     __u8 opened;                // 1 from ESTABLISHED until CLOSE
-    __u8 counting;              // 1 once the bases are read (ESTABLISHED or first tcp_probe)
     __u8 fin_queued;            // 1 once we queued our FIN (FIN_WAIT1 or LAST_ACK)
+    __u8 pad[5];
     // This socket's RTT samples, added to its flow's at CLOSE: tcp_probe finds them in the
     // entry it looked up anyway, where a flow histogram would cost a second lookup with a
     // 48-byte key on every segment. No atomics: tcp_probe and CLOSE run under the socket lock.
     struct agent_histogram srtt;
 };
 
-// What the `sockets` iterator (bpf_iter__bpf_map_elem) writes for each live socket: its
-// bytes and RTT samples so far and the flow they belong to.
+// What the `sockets` iterator (bpf_iter__bpf_map_elem) writes for each entry: the flow, the
+// socket, its bytes and RTT samples so far, and whether the entry is stale.
 struct agent_live_socket {
     struct agent_flow_key key;
+    __u64 sk;                   // the entry's key: an iterator may show an entry twice
     __u64 sent_bytes;
     __u64 received_bytes;
+    __u64 stale;                // 1: its socket is closed or is another connection now
     struct agent_histogram srtt;
 };
 

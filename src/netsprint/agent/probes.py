@@ -25,13 +25,20 @@ and a key reported once is reported for good, so showing them while the socket l
 grow the snapshot with every new peer.
 
 Whose key: the socket's own cgroup (set when it was created; an accepted socket inherits
-its listener's), so an inbound socket, which opens in softirq, is counted where its server
-runs. A socket established before the agent attached is adopted at its first received
-segment: counted from then on under its own addresses (it has no open or connect time).
+its listening socket's), so an inbound socket, which opens in softirq, is counted under
+the cgroup that created the listener. A socket established before the agent attached is
+adopted at its next received segment: counted from then on under its own addresses (it has
+no open or connect time).
 
-Maps are bounded (`max_flows`, `max_sockets`); an insert a full map refuses is counted per
-map and CPU in `lost` -> `Snapshot.events_lost`. `snapshot()` only reads (batched lookups
-and the iterator); it never deletes, so it cannot disturb the kernel side.
+Events the agent can miss, all counted in `Snapshot.events_lost`:
+- an insert a full map refused (maps are bounded: `max_flows`, `max_sockets`), per map and
+  CPU in `lost`;
+- a run of its programs the kernel skipped (`recursion_misses`): a classic tracepoint
+  program does not run while another BPF program runs on its CPU, the agent's own batched
+  map reads included. A missed ESTABLISHED is repaired at the next segment (adoption); a
+  missed CLOSE leaves a stale entry, which the iterator flags (its socket is closed or
+  another connection now) and `snapshot()` deletes once it has been stale on two reads.
+Apart from deleting those, `snapshot()` only reads (batched lookups and the iterator).
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ FIELDS = {
     "AGENT_OFF_SKC_V6_DADDR": ("sock.__sk_common.skc_v6_daddr", 16),
     "AGENT_OFF_SKC_V6_RCV_SADDR": ("sock.__sk_common.skc_v6_rcv_saddr", 16),
     "AGENT_OFF_SKC_FLAGS": ("sock.__sk_common.skc_flags", 8),
+    "AGENT_OFF_SKC_STATE": ("sock.__sk_common.skc_state", 1),
+    "AGENT_OFF_SKC_PORTPAIR": ("sock.__sk_common.skc_portpair", 4),
     "AGENT_OFF_TCP_SRTT_US": ("tcp_sock.srtt_us", 4),
     "AGENT_OFF_TCP_BYTES_ACKED": ("tcp_sock.bytes_acked", 8),
     "AGENT_OFF_TCP_BYTES_RECEIVED": ("tcp_sock.bytes_received", 8),
@@ -127,21 +136,24 @@ class SocketRecord(ctypes.Structure):
         ("acked_base", ctypes.c_uint64),
         ("received_base", ctypes.c_uint64),
         ("fin_seq", ctypes.c_uint32),
+        ("portpair", ctypes.c_uint32),
         ("direction", ctypes.c_uint8),
         ("opened", ctypes.c_uint8),
-        ("counting", ctypes.c_uint8),
         ("fin_queued", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8 * 5),
         ("srtt", HistogramRecord),
     ]
 
 
 class LiveSocketRecord(ctypes.Structure):
-    """Mirror of `struct agent_live_socket`: one live socket, as the iterator writes it."""
+    """Mirror of `struct agent_live_socket`: one `sockets` entry, as the iterator writes it."""
 
     _fields_ = [
         ("key", FlowKeyRecord),
+        ("sk", ctypes.c_uint64),
         ("sent_bytes", ctypes.c_uint64),
         ("received_bytes", ctypes.c_uint64),
+        ("stale", ctypes.c_uint64),
         ("srtt", HistogramRecord),
     ]
 
@@ -216,10 +228,20 @@ def merge(into: dict, key: FlowKey, value, add) -> None:
     into[key] = add(into[key], value) if key in into else value
 
 
-# struct agent_live_socket as the iterator writes it: the raw flow key, sent, received, then
-# the RTT histogram's words (HISTOGRAM_SLOTS slots, sum_us)
-LIVE_SOCKET = struct.Struct(f"={ctypes.sizeof(FlowKeyRecord)}sQQ{HISTOGRAM_SLOTS + 1}Q")
+# struct agent_live_socket as the iterator writes it: the raw flow key, sk, sent, received,
+# stale, then the RTT histogram's words (HISTOGRAM_SLOTS slots, sum_us)
+LIVE_SOCKET = struct.Struct(f"={ctypes.sizeof(FlowKeyRecord)}sQQQQ{HISTOGRAM_SLOTS + 1}Q")
 assert LIVE_SOCKET.size == ctypes.sizeof(LiveSocketRecord)
+
+
+def fdinfo_number(fd: int, name: str) -> int:
+    """A number from /proc/self/fdinfo/<fd> (e.g. a BPF program's recursion_misses); 0 if the
+    kernel does not report it."""
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        field, _, value = line.partition(":")
+        if field == name:
+            return int(value)
+    return 0
 
 
 # --- reading maps without disturbing them ------------------------------------------------------
@@ -365,6 +387,10 @@ class AgentProbes:
         self.probes_attached = 0
         self._reported_bytes: dict[FlowKey, tuple[int, int]] = {}
         self._reported_srtt: dict[FlowKey, Log2Histogram] = {}
+        self._sockets_reader: BatchReader | None = None
+        self._socket_entries = 0
+        self._stale_before: set[int] = set()
+        self.stale_removed = 0  # stale `sockets` entries deleted (counted as lost events)
         self._socket_keys: dict[bytes, FlowKey] = {}  # raw key -> FlowKey (inet_ntop is slow)
         self.program = BpfProgram(SOURCE, name="agent probes", run_as=run_as,
                                   cflags=[f"-DAGENT_MAX_FLOWS={max_flows}",
@@ -389,8 +415,7 @@ class AgentProbes:
             return BatchReader(self.program[name], key, value, size, cpus)
 
         flows, cpus = self.max_flows, self._cpus
-        return {"sockets": reader("sockets", ctypes.c_uint64, SocketRecord, self.max_sockets, 1),
-                "flows": reader("flows", FlowKeyRecord, FlowCountersRecord, flows, cpus),
+        return {"flows": reader("flows", FlowKeyRecord, FlowCountersRecord, flows, cpus),
                 "connect_hist": reader("connect_hist", FlowKeyRecord, HistogramRecord, flows, cpus),
                 "srtt_hist": reader("srtt_hist", FlowKeyRecord, HistogramRecord, flows, cpus)}
 
@@ -402,16 +427,23 @@ class AgentProbes:
         return {name: sum(int(v) for v in table[ctypes.c_int(i)]) for i, name in enumerate(LOST_MAPS)}
 
     def sockets(self) -> dict[int, SocketRecord]:
-        """The per-socket map (socket address -> record): what the probes know right now."""
+        """The per-socket map (socket address -> record): what the probes know right now.
+        For tests and debugging: its reader's buffers (max_sockets x 312 bytes) are only
+        allocated on the first call."""
+        if self._sockets_reader is None:
+            self._sockets_reader = BatchReader(self.program["sockets"], ctypes.c_uint64, SocketRecord,
+                                               self.max_sockets, 1)
         return {int(key.value): SocketRecord.from_buffer_copy(values[0])
-                for key, values in self._readers["sockets"].items()}
+                for key, values in self._sockets_reader.items()}
 
-    def live_sockets(self) -> Iterator[tuple]:
-        """(raw flow key, sent, received, *RTT histogram words) of each live socket with
-        bytes or RTT samples so far: one run of the `sockets` iterator, which reads the bytes
-        from each socket's tcp_sock."""
+    def read_sockets(self) -> dict[int, tuple]:
+        """sk -> (raw flow key, sent, received, stale, *RTT histogram words) for every
+        `sockets` entry: one run of the iterator, which reads each socket's bytes from its
+        tcp_sock. An entry shown twice (the iterator resumes by position when the map
+        changed between two of its reads) is kept once."""
         raw = self._live_sockets.read()
-        return LIVE_SOCKET.iter_unpack(raw[:len(raw) - len(raw) % LIVE_SOCKET.size])
+        return {sk: (key, sent, received, stale, *srtt) for key, sk, sent, received, stale, *srtt
+                in LIVE_SOCKET.iter_unpack(raw[:len(raw) - len(raw) % LIVE_SOCKET.size])}
 
     def _key_of(self, raw: bytes) -> FlowKey:
         key = self._socket_keys.get(raw)
@@ -424,8 +456,14 @@ class AgentProbes:
     def _add_live_sockets(self, snap: Snapshot) -> None:
         """Add the live sockets' bytes and RTT samples to their flows (read after `flows`
         and `srtt_hist`; see the module docstring for the race and for a full `flows`)."""
+        entries = self.read_sockets()
+        self._socket_entries = len(entries)
         flows_full = self._readers["flows"].entries >= self.max_flows
-        for raw, sent, received, *srtt in self.live_sockets():
+        stale = set()
+        for sk, (raw, sent, received, is_stale, *srtt) in entries.items():
+            if is_stale:
+                stale.add(sk)
+                continue
             key = self._key_of(raw)
             if flows_full and key not in snap.flows:
                 continue  # lost at CLOSE: see the module docstring
@@ -433,6 +471,28 @@ class AgentProbes:
             if srtt[HISTOGRAM_SLOTS]:  # any sample has a sum of at least 1 us
                 merge(snap.srtt, key, Log2Histogram(tuple(srtt[:HISTOGRAM_SLOTS]), srtt[HISTOGRAM_SLOTS]),
                       buckets.merge)
+        self._remove_stale(stale)
+
+    def _remove_stale(self, stale: set[int]) -> None:
+        """Delete the entries stale on this read and the one before: their socket reached
+        CLOSE unseen (or its memory is another connection's), so no hook will ever remove
+        them. Two reads, not one: a CLOSE on another CPU may be between its steps now."""
+        table = self.program["sockets"]
+        for sk in stale & self._stale_before:
+            try:
+                del table[table.Key(sk)]
+            except KeyError:
+                continue  # its CLOSE came after all
+            self.stale_removed += 1
+        self._stale_before = stale
+
+    def missed_runs(self) -> int:
+        """Runs the kernel skipped of the agent's programs (fdinfo `recursion_misses`): a
+        classic tracepoint program does not run while another BPF program runs on its CPU,
+        even one of the agent's own map reads, so state changes can go unseen."""
+        fds = [fn.fd for name, fn in self.program.bpf.funcs.items() if name.decode() in TRACEPOINTS.values()]
+        fds += [program.prog_fd for program in self.program.btf_tracepoints.values()]
+        return sum(fdinfo_number(fd, "recursion_misses") for fd in fds)
 
     def snapshot(self) -> Snapshot:
         snap = Snapshot(probes_attached=self.probes_attached)
@@ -445,7 +505,8 @@ class AgentProbes:
         keep_bytes_monotonic(snap.flows, self._reported_bytes)
         keep_histograms_monotonic(snap.srtt, self._reported_srtt)
         snap.map_entries = {name: reader.entries for name, reader in self._readers.items()}
-        snap.events_lost = sum(self.lost_by_map().values())
+        snap.map_entries["sockets"] = self._socket_entries
+        snap.events_lost = sum(self.lost_by_map().values()) + self.stale_removed + self.missed_runs()
         return snap
 
     # --- life cycle ---

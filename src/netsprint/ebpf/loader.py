@@ -218,15 +218,50 @@ def survives_compiling(text: str, cflags: Sequence[str], name: str = "<text>") -
 BPF_PROG_TYPE_TRACING = 26  # include/uapi/linux/bpf.h enum bpf_prog_type (bcc's BPF.TRACING)
 
 
+# bpf(2), as the two program types bcc 0.26 cannot attach need it: map iterators and
+# BTF-typed raw tracepoints (include/uapi/linux/bpf.h)
+BPF_SYSCALL_NUMBER = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
+BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN, BPF_LINK_CREATE, BPF_ITER_CREATE = 5, 17, 28, 33  # bpf_cmd
+BPF_TRACE_RAW_TP, BPF_TRACE_ITER = 23, 28              # enum bpf_attach_type
+VERIFIER_LOG_BYTES = 1 << 20
+
+
+def bpf_syscall(command: int, attr: ctypes.Structure) -> int:
+    """bpf(2); the new fd, or OSError with the kernel's errno."""
+    import platform
+
+    number = BPF_SYSCALL_NUMBER.get(platform.machine())
+    if number is None:
+        raise BpfLoadError(f"no bpf() system call number known for {platform.machine()}",
+                           "add it to loader.BPF_SYSCALL_NUMBER (asm/unistd.h: __NR_bpf)")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    fd = libc.syscall(number, command, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return fd
+
+
 class _MapIterLinkInfo(ctypes.Structure):
     """union bpf_iter_link_info, its `map` member: which map an element iterator walks."""
 
     _fields_ = [("map_fd", ctypes.c_uint32)]
 
 
-def _bcc_error(returned: int) -> str:
-    """libbcc returns -errno (libbpf 1.0 mode) or -1 with errno set (older)."""
-    return os.strerror(-returned) if returned < -1 else f"returned {returned}"
+class _LinkCreateAttr(ctypes.Structure):
+    """union bpf_attr for BPF_LINK_CREATE with an iterator's link info."""
+
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("target_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("iter_info", ctypes.c_uint64), ("iter_info_len", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32)]
+
+
+class _IterCreateAttr(ctypes.Structure):
+    """union bpf_attr for BPF_ITER_CREATE."""
+
+    _fields_ = [("link_fd", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
 class MapIterator:
@@ -235,23 +270,23 @@ class MapIterator:
     what it wrote with bpf_seq_write; `close()` drops the link (idempotent)."""
 
     def __init__(self, prog_fd: int, map_fd: int) -> None:
-        from bcc.libbcc import lib
-
-        self._lib = lib
-        lib.bcc_iter_attach.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32]
-        lib.bcc_iter_create.argtypes = [ctypes.c_int]
+        self._link_fd = -1
         info = _MapIterLinkInfo(map_fd)
-        self._link_fd = lib.bcc_iter_attach(prog_fd, ctypes.byref(info), ctypes.sizeof(info))
-        if self._link_fd < 0:
-            raise BpfLoadError(f"creating a map iterator's link failed ({_bcc_error(self._link_fd)})",
-                               "map iterators need kernel >= 5.9 with CONFIG_DEBUG_INFO_BTF=y")
+        attr = _LinkCreateAttr(prog_fd=prog_fd, attach_type=BPF_TRACE_ITER,
+                               iter_info=ctypes.addressof(info), iter_info_len=ctypes.sizeof(info))
+        try:
+            self._link_fd = bpf_syscall(BPF_LINK_CREATE, attr)
+        except OSError as exc:
+            raise BpfLoadError(f"creating a map iterator's link failed: {exc.strerror}",
+                               "map iterators need kernel >= 5.9 with CONFIG_DEBUG_INFO_BTF=y") from exc
 
     def read(self) -> bytes:
         if self._link_fd < 0:
             raise BpfLoadError("this map iterator is closed")
-        fd = self._lib.bcc_iter_create(self._link_fd)
-        if fd < 0:
-            raise BpfLoadError(f"starting a map iterator failed ({_bcc_error(fd)})")
+        try:
+            fd = bpf_syscall(BPF_ITER_CREATE, _IterCreateAttr(link_fd=self._link_fd))
+        except OSError as exc:
+            raise BpfLoadError(f"starting a map iterator failed: {exc.strerror}") from exc
         chunks = []
         try:
             while chunk := os.read(fd, 1 << 16):
@@ -264,12 +299,6 @@ class MapIterator:
         if self._link_fd >= 0:
             fd, self._link_fd = self._link_fd, -1
             os.close(fd)
-
-
-BPF_SYSCALL_NUMBER = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
-BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN = 5, 17         # enum bpf_cmd
-BPF_TRACE_RAW_TP = 23                                  # enum bpf_attach_type
-VERIFIER_LOG_BYTES = 1 << 20
 
 
 class _ProgLoadAttr(ctypes.Structure):
@@ -295,20 +324,6 @@ class _RawTracepointOpenAttr(ctypes.Structure):
     _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
-def bpf_syscall(command: int, attr: ctypes.Structure) -> int:
-    """bpf(2); the new fd, or OSError with the kernel's errno."""
-    import platform
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    fd = libc.syscall(BPF_SYSCALL_NUMBER[platform.machine()], command, ctypes.byref(attr),
-                      ctypes.sizeof(attr))
-    if fd < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    return fd
-
-
 class BtfTracepoint:
     """Owns one BTF-typed raw tracepoint program (what libbpf calls tp_btf) and its
     attachment. bcc 0.26 cannot load this type, so the instructions bcc compiled (map fds
@@ -322,11 +337,14 @@ class BtfTracepoint:
         log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
         attr = _ProgLoadAttr(prog_type=BPF_PROG_TYPE_TRACING, insn_cnt=len(insns) // 8,
                              insns=ctypes.addressof(code), license=ctypes.addressof(license_text),
-                             log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
                              prog_name=name.encode()[:15], expected_attach_type=BPF_TRACE_RAW_TP,
                              attach_btf_id=attach_btf_id)
         try:
-            self.prog_fd = bpf_syscall(BPF_PROG_LOAD, attr)
+            try:
+                self.prog_fd = bpf_syscall(BPF_PROG_LOAD, attr)
+            except OSError:  # again with the verifier's log, as libbpf does: the log costs
+                attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
+                self.prog_fd = bpf_syscall(BPF_PROG_LOAD, attr)  # time, and fills up on big ones
         except OSError as exc:
             verifier = log.value.decode(errors="replace")
             hint = ("read the verifier log from the bottom up: the last instruction is where it "
