@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,8 +48,13 @@ HOT = {  # tracepoint -> the bench's empty program suffix
 }
 SIDES = ("no-probes", "tracepoints", "raw", "agent")
 STATS_SIDES = ("raw", "agent")
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}  # __NR_bpf
 BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0  # include/uapi/linux/bpf.h
+
+
+class _EnableStatsAttr(ctypes.Structure):
+    """union bpf_attr for BPF_ENABLE_STATS."""
+
+    _fields_ = [("type", ctypes.c_uint32)]
 
 
 class RunTimeStats:
@@ -58,14 +62,12 @@ class RunTimeStats:
     returns is open (kernel >= 5.8), and stops when it closes, even if this process dies."""
 
     def __enter__(self) -> RunTimeStats:
-        number = BPF_SYSCALL.get(platform.machine())
-        if number is None:
-            raise BenchError(f"BPF run-time statistics: no bpf() number for {platform.machine()}")
-        libc = ctypes.CDLL(None, use_errno=True)
-        attr = (ctypes.c_uint32 * 16)(BPF_STATS_RUN_TIME)
-        self.fd = libc.syscall(number, BPF_ENABLE_STATS, ctypes.byref(attr), ctypes.sizeof(attr))
-        if self.fd < 0:
-            raise BenchError(f"BPF_ENABLE_STATS: {os.strerror(ctypes.get_errno())}")
+        from netsprint.ebpf.loader import bpf_syscall
+
+        try:
+            self.fd = bpf_syscall(BPF_ENABLE_STATS, _EnableStatsAttr(BPF_STATS_RUN_TIME))
+        except OSError as exc:
+            raise BenchError(f"BPF_ENABLE_STATS: {exc.strerror}") from exc
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -73,10 +75,11 @@ class RunTimeStats:
 
 
 def program_counters(fd: int) -> tuple[int, int]:
-    """(run_cnt, run_time_ns) of a loaded program, from its fd's fdinfo."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
-                  if ":" in line)
-    return int(fields.get("run_cnt", 0)), int(fields.get("run_time_ns", 0))
+    """(run_cnt, run_time_ns) of a loaded program."""
+    from netsprint.ebpf.loader import program_fdinfo
+
+    numbers = program_fdinfo(fd)
+    return numbers.get("run_cnt", 0), numbers.get("run_time_ns", 0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ from bpfutil import our_programs, run_unprivileged, still_loaded
 
 from netsprint.ebpf.btf import kernel_types
 from netsprint.ebpf.loader import (BpfLoadError, BpfProgram, captured_stderr, has_bpf_privileges,
-                                   require_tracefs, tracefs_path)
+                                   program_fdinfo, require_tracefs, tracefs_path)
 
 COUNTER = """
 BPF_ARRAY(hits, u64, 1);
@@ -80,6 +80,9 @@ def test_a_program_loads_counts_and_detaches(needs_bcc):
             os.getppid()
         assert prog["hits"][0].value == 7
         assert counters() - before, "bpftool should see the loaded program"
+        # what the agent reads its skipped runs from (recursion_misses), as bpftool numbers it
+        info = program_fdinfo(prog.bpf.funcs[b"ns_loader_count"].fd)
+        assert info["prog_id"] in counters() - before and info["recursion_misses"] == 0, info
     assert not counters() - before
     prog.close()  # idempotent
 

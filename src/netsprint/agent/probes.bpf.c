@@ -9,7 +9,8 @@
 //   tcp:tcp_retransmit_skb    retransmitted segments
 //   tcp:tcp_probe             BTF-typed raw: smoothed RTT, per received segment (kept minimal)
 // and one program that runs only when the agent reads: bpf_iter__bpf_map_elem, an iterator
-// over `sockets` that writes each live socket's bytes and RTT samples so far (struct agent_live_socket).
+// over `sockets` that writes each entry's bytes and RTT samples so far (struct
+// agent_live_socket).
 //
 // Why no hook counts bytes: a hook on every message (sock_send_length / sock_recv_length,
 // what weeks 10-11 use) costs the traffic four program runs per request-reply, and that
@@ -282,7 +283,7 @@ static __always_inline void add_bytes_to_flow(struct agent_flow_key *key, __u64 
 static __always_inline struct agent_socket *new_socket(__u64 sk, int replace)
 {
     __u32 zero_key = 0;
-    struct agent_socket *zero = zero_socket.lookup(&zero_key);  // 304 bytes: not the stack
+    struct agent_socket *zero = zero_socket.lookup(&zero_key);  // 312 bytes: not the stack
     if (!zero)
         return 0;
     int refused = replace ? sockets.update(&sk, zero) : sockets.insert(&sk, zero);
@@ -419,7 +420,7 @@ int ns_agent_retrans(struct retransmit_args *args)
     return 0;
 }
 
-// --- tcp:tcp_probe (raw) ------------------------------------------------------------------
+// --- tcp:tcp_probe (BTF-typed raw) ------------------------------------------------------------------
 
 // A socket established before we attached, met at its first segment since: from now on it is
 // counted like the others (its bytes from this moment), under its own addresses and cgroup.
@@ -502,22 +503,25 @@ static __always_inline __u64 is_stale(struct agent_socket *entry, __u64 sk)
     return entry->portpair && read_portpair(sk) != entry->portpair;
 }
 
-// One record per entry, in three writes (the record would crowd the 512-byte stack): the
-// flow key and the RTT histogram straight from the entry, the rest from here.
+_Static_assert(sizeof(struct agent_live_socket) == sizeof(struct agent_flow_key)
+               + sizeof(struct agent_reading) + sizeof(struct agent_histogram),
+               "the iterator writes struct agent_live_socket in three parts, with no padding");
+
+// One struct agent_live_socket per entry, in three writes (the record would crowd the
+// 512-byte stack): the flow key and the RTT histogram straight from the entry, the reading
+// from here.
 int bpf_iter__bpf_map_elem(struct bpf_iter__bpf_map_elem *ctx)
 {
     __u64 *key = ctx->key;
     struct agent_socket *entry = ctx->value;
     if (!key || !entry)
         return 0;
-    struct {
-        __u64 sk, sent_bytes, received_bytes, stale;
-    } middle = {.sk = *key};
-    middle.stale = is_stale(entry, middle.sk);
-    if (!middle.stale)
-        socket_bytes(entry, middle.sk, &middle.sent_bytes, &middle.received_bytes);
+    struct agent_reading reading = {.sk = *key};
+    reading.stale = is_stale(entry, reading.sk);
+    if (!reading.stale)
+        socket_bytes(entry, reading.sk, &reading.sent_bytes, &reading.received_bytes);
     bpf_seq_write(ctx->meta->seq, &entry->key, sizeof(entry->key));
-    bpf_seq_write(ctx->meta->seq, &middle, sizeof(middle));
+    bpf_seq_write(ctx->meta->seq, &reading, sizeof(reading));
     bpf_seq_write(ctx->meta->seq, &entry->srtt, sizeof(entry->srtt));
     return 0;
 }

@@ -3,7 +3,7 @@
 // Keys and values of four maps: `sockets` (one entry per TCP socket from its open until it
 // reaches CLOSE, with where its byte counts start), `flows` (counters per flow key),
 // `connect_hist` and `srtt_hist` (log2 histograms per flow key); and the record the
-// `sockets` iterator writes for each live socket (struct agent_live_socket). Only
+// `sockets` iterator writes for each entry (struct agent_live_socket). Only
 // __u8/__u16/__u32/__u64 with the padding written out, largest fields first, so bcc and gcc
 // lay them out alike (tests/test_agent_probes.py compares with a ctypes mirror).
 #ifndef NETSPRINT_AGENT_PROBES_H
@@ -68,14 +68,19 @@ struct agent_socket {
     struct agent_histogram srtt;
 };
 
-// What the `sockets` iterator (bpf_iter__bpf_map_elem) writes for each entry: the flow, the
-// socket, its bytes and RTT samples so far, and whether the entry is stale.
-struct agent_live_socket {
-    struct agent_flow_key key;
+// What a read learns of one `sockets` entry from its socket.
+struct agent_reading {
     __u64 sk;                   // the entry's key: an iterator may show an entry twice
     __u64 sent_bytes;
     __u64 received_bytes;
     __u64 stale;                // 1: its socket is closed or is another connection now
+};
+
+// What the `sockets` iterator (bpf_iter__bpf_map_elem) writes for each entry: the flow, the
+// reading, and the RTT samples so far (written in these three parts).
+struct agent_live_socket {
+    struct agent_flow_key key;
+    struct agent_reading reading;
     struct agent_histogram srtt;
 };
 

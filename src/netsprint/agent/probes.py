@@ -1,6 +1,6 @@
 """The agent's BPF probes: load probes.bpf.c, attach its three tracepoints (tcp_probe, which
-runs per segment, raw, with field offsets from the kernel's BTF) and its iterator over the
-`sockets` map, read its maps into a `model.Snapshot`.
+runs per segment, as a BTF-typed raw tracepoint) and its iterator over the `sockets` map,
+with field offsets from the kernel's BTF; read its maps into a `model.Snapshot`.
 
 What the kernel side counts (probes.bpf.c says why each hook):
 - per `FlowKey` (cgroup id, local address, peer address; no ports): connections opened
@@ -57,7 +57,8 @@ from netsprint.agent import buckets
 from netsprint.agent.model import (COUNTER_FIELDS, HISTOGRAM_SLOTS, FlowCounters, FlowKey,
                                    Log2Histogram, Snapshot)
 from netsprint.ebpf.btf import BtfError, KernelTypes, kernel_types
-from netsprint.ebpf.loader import AS_ROOT, BpfLoadError, BpfProgram, require_bpf, require_tracepoint
+from netsprint.ebpf.loader import (AS_ROOT, BpfLoadError, BpfProgram, program_fdinfo, require_bpf,
+                                   require_tracepoint)
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
 HEADER = Path(__file__).with_name("probes.h")
@@ -70,9 +71,9 @@ TRACEPOINTS = {
 }
 # The kernel's name for the `sockets` iterator (bcc names bpf_iter__<target> after its target)
 ITERATOR_PROGRAM = "bpf_map_elem"
-# The one that runs on every segment attaches raw (docs/performance.md, "Agent overhead"): no
-# event record is filled, and the program gets the tracepoint's C arguments, which must be
-# these (include/trace/events/tcp.h; checked against the kernel's BTF).
+# The one that runs on every segment attaches as a BTF-typed raw tracepoint (docs/performance.md,
+# "Agent overhead"): no event record is filled, and the program gets the tracepoint's C
+# arguments, which must be these (include/trace/events/tcp.h; checked against the kernel's BTF).
 RAW_ARGS = {
     "tcp:tcp_probe": ("struct sock *", "struct sk_buff *"),  # sk, skb
 }
@@ -145,17 +146,16 @@ class SocketRecord(ctypes.Structure):
     ]
 
 
+class ReadingRecord(ctypes.Structure):
+    """Mirror of `struct agent_reading`."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in ("sk", "sent_bytes", "received_bytes", "stale")]
+
+
 class LiveSocketRecord(ctypes.Structure):
     """Mirror of `struct agent_live_socket`: one `sockets` entry, as the iterator writes it."""
 
-    _fields_ = [
-        ("key", FlowKeyRecord),
-        ("sk", ctypes.c_uint64),
-        ("sent_bytes", ctypes.c_uint64),
-        ("received_bytes", ctypes.c_uint64),
-        ("stale", ctypes.c_uint64),
-        ("srtt", HistogramRecord),
-    ]
+    _fields_ = [("key", FlowKeyRecord), ("reading", ReadingRecord), ("srtt", HistogramRecord)]
 
 
 class FlowCountersRecord(ctypes.Structure):
@@ -234,16 +234,6 @@ LIVE_SOCKET = struct.Struct(f"={ctypes.sizeof(FlowKeyRecord)}sQQQQ{HISTOGRAM_SLO
 assert LIVE_SOCKET.size == ctypes.sizeof(LiveSocketRecord)
 
 
-def fdinfo_number(fd: int, name: str) -> int:
-    """A number from /proc/self/fdinfo/<fd> (e.g. a BPF program's recursion_misses); 0 if the
-    kernel does not report it."""
-    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
-        field, _, value = line.partition(":")
-        if field == name:
-            return int(value)
-    return 0
-
-
 # --- reading maps without disturbing them ------------------------------------------------------
 
 class BatchReader:
@@ -312,8 +302,8 @@ class BatchReader:
 
     def items(self) -> Iterator[tuple[object, list[memoryview]]]:
         """(key record, [value words per CPU]) for each entry. Values come as 64-bit words
-        (every value type here is all __u64): summing words is several times faster in
-        Python than building a ctypes record per CPU."""
+        (every value type here is a whole number of them): summing words is several times
+        faster in Python than building a ctypes record per CPU."""
         key_size, stride = ctypes.sizeof(self.key_type), self._value_size // self.cpus // 8
         width = ctypes.sizeof(self.value_type) // 8
         words = memoryview(self._values).cast("B").cast("Q")
@@ -388,7 +378,6 @@ class AgentProbes:
         self._reported_bytes: dict[FlowKey, tuple[int, int]] = {}
         self._reported_srtt: dict[FlowKey, Log2Histogram] = {}
         self._sockets_reader: BatchReader | None = None
-        self._socket_entries = 0
         self._stale_before: set[int] = set()
         self.stale_removed = 0  # stale `sockets` entries deleted (counted as lost events)
         self._socket_keys: dict[bytes, FlowKey] = {}  # raw key -> FlowKey (inet_ntop is slow)
@@ -453,11 +442,11 @@ class AgentProbes:
             key = self._socket_keys[raw] = flow_key(FlowKeyRecord.from_buffer_copy(raw))
         return key
 
-    def _add_live_sockets(self, snap: Snapshot) -> None:
+    def _add_live_sockets(self, snap: Snapshot) -> int:
         """Add the live sockets' bytes and RTT samples to their flows (read after `flows`
-        and `srtt_hist`; see the module docstring for the race and for a full `flows`)."""
+        and `srtt_hist`; see the module docstring for the race and for a full `flows`); how
+        many entries `sockets` has."""
         entries = self.read_sockets()
-        self._socket_entries = len(entries)
         flows_full = self._readers["flows"].entries >= self.max_flows
         stale = set()
         for sk, (raw, sent, received, is_stale, *srtt) in entries.items():
@@ -472,6 +461,7 @@ class AgentProbes:
                 merge(snap.srtt, key, Log2Histogram(tuple(srtt[:HISTOGRAM_SLOTS]), srtt[HISTOGRAM_SLOTS]),
                       buckets.merge)
         self._remove_stale(stale)
+        return len(entries)
 
     def _remove_stale(self, stale: set[int]) -> None:
         """Delete the entries stale on this read and the one before: their socket reached
@@ -492,7 +482,7 @@ class AgentProbes:
         even one of the agent's own map reads, so state changes can go unseen."""
         fds = [fn.fd for name, fn in self.program.bpf.funcs.items() if name.decode() in TRACEPOINTS.values()]
         fds += [program.prog_fd for program in self.program.btf_tracepoints.values()]
-        return sum(fdinfo_number(fd, "recursion_misses") for fd in fds)
+        return sum(program_fdinfo(fd).get("recursion_misses", 0) for fd in fds)
 
     def snapshot(self) -> Snapshot:
         snap = Snapshot(probes_attached=self.probes_attached)
@@ -501,11 +491,11 @@ class AgentProbes:
         for name, target in (("connect_hist", snap.connect_duration), ("srtt_hist", snap.srtt)):
             for key, per_cpu in self._readers[name].items():
                 merge(target, flow_key(key), sum_histogram(per_cpu), buckets.merge)
-        self._add_live_sockets(snap)
+        socket_entries = self._add_live_sockets(snap)
         keep_bytes_monotonic(snap.flows, self._reported_bytes)
         keep_histograms_monotonic(snap.srtt, self._reported_srtt)
         snap.map_entries = {name: reader.entries for name, reader in self._readers.items()}
-        snap.map_entries["sockets"] = self._socket_entries
+        snap.map_entries["sockets"] = socket_entries
         snap.events_lost = sum(self.lost_by_map().values()) + self.stale_removed + self.missed_runs()
         return snap
 

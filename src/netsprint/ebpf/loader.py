@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import subprocess
@@ -118,9 +119,9 @@ def tracepoint_exists(category: str, event: str) -> bool:
     return root is not None and (root / "events" / category / event).is_dir()
 
 
-def require_tracepoint(category: str, event: str, why: str = "") -> None:
+def require_tracepoint(category: str, event: str) -> None:
     if not tracepoint_exists(category, event):
-        raise BpfLoadError(f"this kernel has no tracepoint {category}:{event}" + (f" ({why})" if why else ""),
+        raise BpfLoadError(f"this kernel has no tracepoint {category}:{event}",
                            "use a kernel that has it (`ls /sys/kernel/tracing/events/"
                            f"{category}`) or the Vagrant VM")
 
@@ -226,21 +227,38 @@ BPF_TRACE_RAW_TP, BPF_TRACE_ITER = 23, 28              # enum bpf_attach_type
 VERIFIER_LOG_BYTES = 1 << 20
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
 def bpf_syscall(command: int, attr: ctypes.Structure) -> int:
-    """bpf(2); the new fd, or OSError with the kernel's errno."""
+    """bpf(2); the new fd (or 0), or OSError with the kernel's errno."""
     import platform
 
     number = BPF_SYSCALL_NUMBER.get(platform.machine())
     if number is None:
         raise BpfLoadError(f"no bpf() system call number known for {platform.machine()}",
                            "add it to loader.BPF_SYSCALL_NUMBER (asm/unistd.h: __NR_bpf)")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    fd = libc.syscall(number, command, ctypes.byref(attr), ctypes.sizeof(attr))
+    fd = _libc().syscall(number, command, ctypes.byref(attr), ctypes.sizeof(attr))
     if fd < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
     return fd
+
+
+def program_fdinfo(fd: int) -> dict[str, int]:
+    """The numbers the kernel reports for a BPF program fd in /proc/self/fdinfo: prog_id,
+    run_cnt and run_time_ns (while BPF_ENABLE_STATS is on), recursion_misses (runs it
+    skipped because another BPF program was running on that CPU), ..."""
+    numbers = {}
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if value.strip().isdigit():
+            numbers[name] = int(value)
+    return numbers
 
 
 class _MapIterLinkInfo(ctypes.Structure):
@@ -429,15 +447,6 @@ class BpfProgram:
         require_tracepoint(category, event)
         self._guarded(f"attaching {fn_name} to {tracepoint}",
                       lambda: self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode()))
-
-    def attach_raw_tracepoint(self, tracepoint: str, fn_name: str) -> None:
-        """The same event as `attach_tracepoint`, without the event record: the program gets
-        the tracepoint's C arguments (`struct bpf_raw_tracepoint_args`); bcc detaches it in
-        `close()`."""
-        category, _, event = tracepoint.partition(":")
-        require_tracepoint(category, event)
-        self._guarded(f"attaching {fn_name} to raw tracepoint {event}",
-                      lambda: self.bpf.attach_raw_tracepoint(tp=event.encode(), fn_name=fn_name.encode()))
 
     def attach_kprobe(self, function: str, fn_name: str) -> None:
         """Only behind a feature check that really loaded a kprobe (kernels built without

@@ -1,6 +1,6 @@
-// The other socket tracepoints tcpbytes takes (the agent: tcp_destroy_sock only; its byte
-// hooks are raw), as the running kernel lays them out (field for field from
-// /sys/kernel/tracing/events/<category>/<event>/format), like inet_sock_set_state.h. Types only: nothing here touches a map.
+// The other socket tracepoints tcpbytes takes, as the running kernel lays them out (field for
+// field from /sys/kernel/tracing/events/<category>/<event>/format), like
+// inet_sock_set_state.h. Types only: nothing here touches a map.
 #ifndef NETSPRINT_SOCK_EVENTS_H
 #define NETSPRINT_SOCK_EVENTS_H
 
